@@ -1,0 +1,295 @@
+"""CSConv dialogues: loading, validation and expansion into supporter-turn examples.
+
+A dialogue becomes one :class:`Example` per supporter turn. The item id
+``<dialogue id>:<utterance index>`` is the join key of the whole project: lm-eval
+samples, candidate files, judgments and human ratings all carry it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import DataError, LabelError
+from .framework import StageMap, parse_strategy, stage_for_turns
+
+Speaker = Literal["supporter", "customer"]
+Language = Literal["zh", "en"]
+
+SAMPLE = "bundled:sample"
+HUB_DATASET = "DianJin/DianJin-CSC-Data"
+ENV_VAR = "CSCONV_DATA"
+
+_SPEAKERS: dict[str, Speaker] = {
+    "客服": "supporter", "supporter": "supporter", "agent": "supporter",
+    "assistant": "supporter", "客户": "customer", "customer": "customer", "user": "customer",
+}
+_ID_FIELDS = ("id", "dialogue_id", "conversation_id", "dialog_id")
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_LATIN = re.compile(r"[A-Za-z]")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    speaker: Speaker
+    text: str
+    strategy: str | None = None
+    """Strategy code on supporter turns, None on customer turns."""
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: str
+    topic: str
+    language: Language
+    utterances: tuple[Utterance, ...]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One supporter turn to predict, with everything before it as context."""
+
+    item_id: str
+    conversation_id: str
+    turn_index: int
+    """Index of the supporter utterance in its dialogue (0-based)."""
+    context: tuple[Utterance, ...]
+    strategy: str
+    reply: str
+    stage: str
+    topic: str
+    language: Language
+
+    def to_doc(self) -> dict[str, Any]:
+        """A flat, JSON-safe row (the lm-eval document and the candidate join row)."""
+        return {
+            "item_id": self.item_id,
+            "conversation_id": self.conversation_id,
+            "turn_index": self.turn_index,
+            "context": [
+                {"speaker": u.speaker, "text": u.text, "strategy": u.strategy}
+                for u in self.context
+            ],
+            "strategy": self.strategy,
+            "reply": self.reply,
+            "stage": self.stage,
+            "topic": self.topic,
+            "language": self.language,
+        }
+
+
+def detect_language(texts: Iterable[str]) -> Language:
+    """``zh`` when CJK characters outnumber Latin letters, else ``en``."""
+    joined = "".join(texts)
+    return "zh" if len(_CJK.findall(joined)) >= len(_LATIN.findall(joined)) / 4 else "en"
+
+
+def _derived_id(dialogue: Any) -> str:
+    canonical = json.dumps(dialogue, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return "csc-" + hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def parse_record(record: Any, *, path: str, index: int, line: int | None = None) -> Conversation:
+    """Validate one released-shape record; every problem names its record and field."""
+
+    def fail(message: str, field: str | None = None) -> DataError:
+        return DataError(message, path=path, record=index, field=field, line=line)
+
+    if not isinstance(record, dict):
+        raise fail(f"expected an object with a 'dialogue' list, got {type(record).__name__}")
+    dialogue = record.get("dialogue")
+    if isinstance(dialogue, str):
+        try:
+            dialogue = json.loads(dialogue)
+        except json.JSONDecodeError as exc:
+            raise fail(f"'dialogue' is a string that is not valid JSON ({exc.msg})", "dialogue")
+    if not isinstance(dialogue, list) or not dialogue:
+        raise fail("missing or empty 'dialogue' list", "dialogue")
+    utterances = []
+    for i, turn in enumerate(dialogue):
+        where = f"dialogue[{i}]"
+        if not isinstance(turn, dict):
+            raise fail("expected an object with 'speaker' and 'text'", where)
+        raw_speaker = turn.get("speaker", turn.get("role"))
+        speaker = _SPEAKERS.get(str(raw_speaker).strip().lower()) if raw_speaker else None
+        if speaker is None:
+            raise fail(
+                f"unknown speaker {raw_speaker!r}; use 客服/supporter/agent or 客户/customer/user",
+                f"{where}.speaker",
+            )
+        text = turn.get("text", turn.get("content"))
+        if not isinstance(text, str) or not text.strip():
+            raise fail("missing or empty text", f"{where}.text")
+        code = None
+        if speaker == "supporter":
+            label = turn.get("strategy")
+            if not label:
+                raise fail("supporter turn without a strategy label", f"{where}.strategy")
+            try:
+                code = parse_strategy(label).code
+            except LabelError as exc:
+                raise fail(str(exc), f"{where}.strategy") from None
+        utterances.append(Utterance(speaker, text.strip(), code))
+    if not any(u.speaker == "supporter" for u in utterances):
+        raise fail("dialogue has no supporter turn to evaluate", "dialogue")
+
+    raw_id = next((record[k] for k in _ID_FIELDS if record.get(k) not in (None, "")), None)
+    topic = record.get("source", record.get("topic"))
+    language = record.get("language", record.get("lang"))
+    if language is not None and language not in ("zh", "en"):
+        raise fail(f"unknown language {language!r}; use 'zh' or 'en'", "language")
+    return Conversation(
+        id=str(raw_id) if raw_id is not None else _derived_id(dialogue),
+        topic=str(topic).strip() if topic else "unknown",
+        language=language or detect_language(u.text for u in utterances),
+        utterances=tuple(utterances),
+    )
+
+
+def _read_records(path: Path) -> Iterator[tuple[Any, int | None]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(
+            f"no such file; set {ENV_VAR} or pass an existing CSConv JSON/JSONL file",
+            path=str(path),
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read file ({exc})", path=str(path)) from None
+    if text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"invalid JSON ({exc.msg})", path=str(path), line=exc.lineno) from None
+        yield from ((r, None) for r in records)
+        return
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield json.loads(line), lineno
+        except json.JSONDecodeError as exc:
+            raise DataError(f"invalid JSON ({exc.msg})", path=str(path), line=lineno) from None
+
+
+def _unique(conversations: Iterable[Conversation], path: str) -> list[Conversation]:
+    """Explicit duplicate ids are an error; derived ones (identical dialogues) get a suffix."""
+    seen: Counter[str] = Counter()
+    out = []
+    for index, conv in enumerate(conversations):
+        seen[conv.id] += 1
+        if seen[conv.id] > 1:
+            if not conv.id.startswith("csc-"):
+                raise DataError(f"duplicate dialogue id {conv.id!r}", path=path,
+                                record=index, field="id")
+            conv = Conversation(f"{conv.id}-{seen[conv.id]}", conv.topic, conv.language,
+                                conv.utterances)
+        out.append(conv)
+    return out
+
+
+def load_file(path: str | os.PathLike[str]) -> list[Conversation]:
+    """Load a CSConv file: a JSON list or JSONL of records in the released shape."""
+    path = Path(path)
+    convs = (parse_record(r, path=str(path), index=i, line=ln)
+             for i, (r, ln) in enumerate(_read_records(path)))
+    result = _unique(convs, str(path))
+    if not result:
+        raise DataError("file holds no dialogues", path=str(path))
+    return result
+
+
+def load_sample() -> list[Conversation]:
+    """The bundled sample: dialogues written for this project in the CSConv shape."""
+    with resources.as_file(resources.files("csc_harness") / "sample" / "csconv_sample.json") as p:
+        return load_file(p)
+
+
+def load_hub(dataset_id: str = HUB_DATASET) -> list[Conversation]:
+    """Every split of a hub dataset (the hub copy's split names are not to be relied on)."""
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(
+            "loading from the Hugging Face hub needs the 'datasets' package "
+            "(pip install datasets), or use a local file",
+            path=f"hf:{dataset_id}",
+        ) from None
+    try:
+        loaded = datasets.load_dataset(dataset_id)
+    except Exception as exc:  # noqa: BLE001 - network, auth and format errors all end here
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(
+            f"cannot load from the hub ({first}); offline, download the CSConv JSON once "
+            f"and set {ENV_VAR}=/path/to/CSConv.json",
+            path=f"hf:{dataset_id}",
+        ) from None
+    records = [row for split in loaded.values() for row in split]
+    source = f"hf:{dataset_id}"
+    return _unique((parse_record(r, path=source, index=i) for i, r in enumerate(records)), source)
+
+
+def data_spec(spec: str | None = None) -> str:
+    """The data a run uses: an explicit spec, else ``$CSCONV_DATA``, else the sample."""
+    return spec or os.environ.get(ENV_VAR) or SAMPLE
+
+
+def load_conversations(spec: str | None = None) -> list[Conversation]:
+    """Load by spec: a file path, ``hf:<dataset id>``, or the bundled sample."""
+    spec = data_spec(spec)
+    if spec == SAMPLE:
+        return load_sample()
+    if spec.startswith("hf:"):
+        return load_hub(spec[3:] or HUB_DATASET)
+    return load_file(spec)
+
+
+def expand(conv: Conversation, stage_map: StageMap | None = None) -> list[Example]:
+    """One example per supporter turn, with all earlier utterances as context."""
+    turns = [i for i, u in enumerate(conv.utterances) if u.speaker == "supporter"]
+    stages = stage_for_turns([conv.utterances[i].strategy for i in turns], stage_map)
+    return [
+        Example(
+            item_id=f"{conv.id}:{i}",
+            conversation_id=conv.id,
+            turn_index=i,
+            context=conv.utterances[:i],
+            strategy=conv.utterances[i].strategy,
+            reply=conv.utterances[i].text,
+            stage=stage.value,
+            topic=conv.topic,
+            language=conv.language,
+        )
+        for i, stage in zip(turns, stages)
+    ]
+
+
+def load_examples(spec: str | None = None, stage_map: StageMap | None = None) -> list[Example]:
+    return [ex for conv in load_conversations(spec) for ex in expand(conv, stage_map)]
+
+
+def statistics(conversations: Sequence[Conversation],
+               stage_map: StageMap | None = None) -> dict[str, Any]:
+    """Counts and distributions; the keys are the JSON contract of ``data check --json``."""
+    examples = [ex for conv in conversations for ex in expand(conv, stage_map)]
+
+    def dist(values: Iterable[str]) -> dict[str, int]:
+        return dict(Counter(values).most_common())
+
+    return {
+        "dialogues": len(conversations),
+        "utterances": sum(len(c.utterances) for c in conversations),
+        "supporter_turns": len(examples),
+        "strategies": dist(ex.strategy for ex in examples),
+        "stages": dist(ex.stage for ex in examples),
+        "topics": dist(c.topic for c in conversations),
+        "languages": dist(c.language for c in conversations),
+    }

@@ -1,0 +1,1 @@
+"""CSConv tasks for lm-evaluation-harness (installed as ``csc_harness.tasks``)."""
