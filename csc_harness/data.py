@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import DataError, LabelError
-from .framework import StageMap, parse_strategy, stage_for_turns
+from .framework import StageMap, parse_stage_map, parse_strategy, stage_for_turns
 
 Speaker = Literal["supporter", "customer"]
 Language = Literal["zh", "en"]
@@ -27,6 +27,7 @@ Language = Literal["zh", "en"]
 SAMPLE = "bundled:sample"
 HUB_DATASET = "DianJin/DianJin-CSC-Data"
 ENV_VAR = "CSCONV_DATA"
+STAGE_MAP_VAR = "CSC_STAGE_MAP"
 
 _SPEAKERS: dict[str, Speaker] = {
     "客服": "supporter", "supporter": "supporter", "agent": "supporter",
@@ -252,6 +253,30 @@ def load_conversations(spec: str | None = None) -> list[Conversation]:
     return load_file(spec)
 
 
+def load_stage_map(path: str | None = None) -> StageMap | None:
+    """A stage-map override from a JSON file ``{strategy label: stage}``.
+
+    Without ``path``, ``$CSC_STAGE_MAP`` names the file; with neither, None (the
+    default mapping). Unlisted strategies keep their default stage.
+    """
+    path = path or os.environ.get(STAGE_MAP_VAR)
+    if not path:
+        return None
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"no such stage-map file (set by {STAGE_MAP_VAR} or --stage-map)",
+                        path=path) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"cannot read stage map ({exc})", path=path) from None
+    if not isinstance(raw, dict):
+        raise DataError('expected a JSON object {"<strategy>": "<stage>"}', path=path)
+    try:
+        return parse_stage_map(raw)
+    except LabelError as exc:
+        raise DataError(str(exc), path=path) from None
+
+
 def expand(conv: Conversation, stage_map: StageMap | None = None) -> list[Example]:
     """One example per supporter turn, with all earlier utterances as context."""
     turns = [i for i, u in enumerate(conv.utterances) if u.speaker == "supporter"]
@@ -273,6 +298,9 @@ def expand(conv: Conversation, stage_map: StageMap | None = None) -> list[Exampl
 
 
 def load_examples(spec: str | None = None, stage_map: StageMap | None = None) -> list[Example]:
+    """Supporter-turn examples of the data a run uses, staged by ``$CSC_STAGE_MAP``
+    unless a map is given."""
+    stage_map = stage_map if stage_map is not None else load_stage_map()
     return [ex for conv in load_conversations(spec) for ex in expand(conv, stage_map)]
 
 

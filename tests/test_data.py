@@ -173,3 +173,23 @@ def test_data_check_rejects_bad_file_with_exit_2(tmp_path, capsys):
 def test_data_check_defaults_to_bundled_sample(capsys):
     assert main(["data", "check"]) == 0
     assert "bundled:sample: valid" in capsys.readouterr().out
+
+
+def test_stage_map_override_changes_stages(tmp_path, monkeypatch, capsys):
+    path = write(tmp_path, [{"dialogue": DIALOGUE, "source": "账户交易"}])
+    mapping = tmp_path / "stages.json"
+    mapping.write_text(json.dumps({"细化问题": "Identifying"}, ensure_ascii=False))
+    assert main(["data", "check", str(path), "--json", "--stage-map", str(mapping)]) == 0
+    assert json.loads(capsys.readouterr().out)["stages"] == {"Identifying": 2, "Connecting": 1}
+    monkeypatch.setenv("CSC_STAGE_MAP", str(mapping))
+    from csc_harness.data import load_examples
+
+    assert [e.stage for e in load_examples(str(path))] == ["Connecting", "Identifying",
+                                                           "Identifying"]
+
+
+def test_bad_stage_map_is_a_one_line_error(tmp_path, capsys):
+    mapping = tmp_path / "stages.json"
+    mapping.write_text('{"GT": "Nowhere"}')
+    assert main(["data", "check", "--stage-map", str(mapping)]) == 2
+    assert "stages.json: unknown stage 'Nowhere'" in capsys.readouterr().err

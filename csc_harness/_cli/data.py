@@ -15,14 +15,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     check.add_argument("path", nargs="?", help="file path or hf:<dataset id>")
     check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.add_argument("--stage-map", metavar="FILE",
+                       help='JSON {"<strategy>": "<stage>"} overriding the default stages '
+                       "(default: $CSC_STAGE_MAP)")
     check.set_defaults(func=run_check)
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from ..data import data_spec, load_conversations, statistics
+    from ..data import data_spec, load_conversations, load_stage_map, statistics
 
     spec = data_spec(args.path)
-    stats = statistics(load_conversations(spec))
+    stats = statistics(load_conversations(spec), load_stage_map(args.stage_map))
     if args.json:
         print(json.dumps(stats, ensure_ascii=False))
         return 0
