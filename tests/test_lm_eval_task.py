@@ -147,3 +147,12 @@ def test_strategy_mc_task_builds_twelve_choices(data_file):
     assert len(docs) == 4
     assert len(task.doc_to_choice(docs[0])) == 12
     assert task.doc_to_choice(docs[0])[task.doc_to_target(docs[1])] == "Information Delivery]"
+
+
+def test_dialogues_metadata_keeps_whole_dialogues(data_file):
+    from lm_eval.tasks import TaskManager
+
+    manager = TaskManager(include_path=str(ROOT / "tasks"), include_defaults=False,
+                          metadata={"dialogues": 1})
+    task = manager.load(["csconv_reply"])["tasks"]["csconv_reply"]
+    assert [d["item_id"] for d in task.test_docs()] == ["z1:1", "z1:3"]

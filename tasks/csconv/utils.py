@@ -13,18 +13,25 @@ from typing import Any
 from lm_eval.api.task import ConfigurableTask
 
 from csc_harness import metrics
-from csc_harness.data import Utterance, data_spec, load_examples
-from csc_harness.framework import STRATEGIES, parse_reply
+from csc_harness.data import Utterance, load_examples
+from csc_harness.framework import STRATEGIES, format_reply, parse_reply
 from csc_harness.prompting import reply_messages, system_prompt, transcript
 
 
-def load_docs(data: str | None = None, limit: int | None = None, **_: Any) -> dict:
+def load_docs(data: str | None = None, dialogues: int | None = None, **_: Any) -> dict:
     """``custom_dataset``: the supporter turns of ``--metadata '{"data": ...}'``,
-    ``$CSCONV_DATA`` or the bundled sample, as one ``test`` split."""
+    ``$CSCONV_DATA`` or the bundled sample, as one ``test`` split.
+
+    ``--metadata '{"dialogues": N}'`` keeps the first N dialogues whole (lm-eval's
+    own ``--limit`` counts turns and would cut a dialogue in the middle).
+    """
     import datasets
 
-    docs = [ex.to_doc() for ex in load_examples(data_spec(data))]
-    return {"test": datasets.Dataset.from_list(docs[: int(limit)] if limit else docs)}
+    examples = load_examples(data)
+    if dialogues:
+        keep = set(list(dict.fromkeys(ex.conversation_id for ex in examples))[: int(dialogues)])
+        examples = [ex for ex in examples if ex.conversation_id in keep]
+    return {"test": datasets.Dataset.from_list([ex.to_doc() for ex in examples])}
 
 
 def _context(doc: dict) -> list[Utterance]:
@@ -58,8 +65,6 @@ def doc_to_text(doc: dict) -> str:
 
 
 def doc_to_target(doc: dict) -> str:
-    from csc_harness.framework import format_reply
-
     return format_reply(doc["strategy"], doc["reply"])
 
 
