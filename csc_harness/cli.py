@@ -18,6 +18,9 @@ from .errors import UserError
 COMMANDS = (
     "data",
     "lm_eval",
+    "leaderboard",
+    "correlate",
+    "judge",
 )
 
 

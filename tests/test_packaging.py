@@ -25,6 +25,18 @@ def wheel(tmp_path_factory):
     return path
 
 
+def test_wheel_holds_every_package_and_data_file(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    sources = {**{f"csc_harness/{p.relative_to(ROOT / 'csc_harness')}": p
+                  for p in (ROOT / "csc_harness").rglob("*") if p.is_file()},
+               **{f"csc_harness/tasks/{p.relative_to(ROOT / 'tasks')}": p
+                  for p in (ROOT / "tasks").rglob("*") if p.is_file()},
+               **{f"csc_harness/judge_prompts/{p.relative_to(ROOT / 'judge_prompts')}": p
+                  for p in (ROOT / "judge_prompts").rglob("*") if p.is_file()}}
+    missing = sorted(n for n in sources if "__pycache__" not in n and n not in names)
+    assert missing == []
+
+
 def test_wheel_holds_tasks_sample_templates_and_entry_points(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in ("csc_harness/tasks/csconv/csconv_reply.yaml",
@@ -46,10 +58,12 @@ def test_installed_wheel_runs_without_the_source_tree(wheel, tmp_path):
     script = """
 import json, csc_harness
 from csc_harness._cli.lm_eval import tasks_path
+from csc_harness.judge import load_rubrics, prompts_dir
 from lm_eval.tasks import TaskManager
 task = TaskManager(include_path=tasks_path(), include_defaults=False).load(["csconv_reply"])
 docs = list(task["tasks"]["csconv_reply"].test_docs())
-print(json.dumps({"package": csc_harness.__file__, "tasks": tasks_path(), "docs": len(docs)}))
+print(json.dumps({"package": csc_harness.__file__, "tasks": tasks_path(), "docs": len(docs),
+                  "prompts": str(prompts_dir()), "rubrics": len(load_rubrics())}))
 """
     env = {**os.environ, "PYTHONPATH": str(target)}
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
@@ -59,6 +73,7 @@ print(json.dumps({"package": csc_harness.__file__, "tasks": tasks_path(), "docs"
     assert info["package"].startswith(str(target))
     assert info["tasks"].startswith(str(target))
     assert info["docs"] > 400
+    assert info["prompts"].startswith(str(target)) and info["rubrics"] >= 4
 
 
 def test_help_is_fast_and_imports_no_heavy_library():

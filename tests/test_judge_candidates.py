@@ -1,0 +1,188 @@
+"""Candidates in: real lm-eval output folders and {item_id, model, reply} JSONL files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_judge_support import write_jsonl
+
+from csc_harness.data import load_examples
+from csc_harness.errors import DataError, UserError
+from csc_harness.judge import load_candidates
+from csc_harness.llm import StubServer
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = [
+    {"id": "z1", "source": "产品咨询", "dialogue": [
+        {"speaker": "客户", "text": "你好，我想问一下理财产品。"},
+        {"speaker": "客服", "strategy": "策略1 礼貌问候", "text": "您好，很高兴为您服务！"},
+        {"speaker": "客户", "text": "那个产品收益多少？"},
+        {"speaker": "客服", "strategy": "策略7 信息传达", "text": "该产品近一年年化收益为3.2%。"},
+    ]},
+    {"id": "e1", "source": "技术故障", "dialogue": [
+        {"speaker": "customer", "text": "Hi, the app keeps crashing."},
+        {"speaker": "agent", "strategy": "Greeting", "text": "Hello, thanks for reaching out!"},
+        {"speaker": "customer", "text": "It crashes at login."},
+        {"speaker": "agent", "strategy": "PR", "text": "Which phone model are you using?"},
+    ]},
+]
+
+
+@pytest.fixture
+def data_file(tmp_path, monkeypatch):
+    path = tmp_path / "csconv.json"
+    path.write_text(json.dumps(DATA, ensure_ascii=False), encoding="utf-8")
+    monkeypatch.setenv("CSCONV_DATA", str(path))
+    return path
+
+
+def lm_eval_run(out: Path, model: str, answer: str) -> None:
+    """A real lm-eval run of csconv_reply against a stub, saved as the CLI saves it."""
+    from lm_eval import simple_evaluate
+    from lm_eval.loggers import EvaluationTracker
+    from lm_eval.tasks import TaskManager
+
+    tracker = EvaluationTracker(output_path=str(out))
+    with StubServer(lambda body: f"[Problem Refinement] {answer} #{len(body['messages'])}") as stub:
+        results = simple_evaluate(
+            model="local-chat-completions",
+            model_args=f"model={model},base_url={stub.base_url}/chat/completions,"
+            "num_concurrent=1,max_retries=1",
+            tasks=["csconv_reply"],
+            task_manager=TaskManager(include_path=str(ROOT / "tasks"), include_defaults=False),
+            apply_chat_template=True, bootstrap_iters=0, log_samples=True,
+            evaluation_tracker=tracker,
+        )
+    samples = results.pop("samples")
+    tracker.save_results_aggregated(results=results, samples=samples)
+    for task in results["configs"]:
+        tracker.save_results_samples(task_name=task, samples=samples[task])
+
+
+def test_reads_several_models_from_a_real_lm_eval_output_folder(data_file, tmp_path):
+    out = tmp_path / "lm-eval-out"
+    lm_eval_run(out, "org/model-x", "请稍等")
+    lm_eval_run(out, "model-y", "One moment")
+    cands = load_candidates([out])
+    assert sorted({c.model for c in cands}) == ["model-y", "org/model-x"]
+    assert len(cands) == 8
+    by_key = {(c.item.item_id, c.model): c for c in cands}
+    cand = by_key[("z1:3", "org/model-x")]
+    assert cand.predicted_strategy == "PR"
+    assert cand.reply.startswith("请稍等 #")
+    assert cand.item.strategy == "ID" and cand.item.stage == "Resolving"
+    assert [u.text for u in cand.item.context] == [
+        "你好，我想问一下理财产品。", "您好，很高兴为您服务！", "那个产品收益多少？"]
+    assert cand.item == next(e for e in load_examples() if e.item_id == "z1:3")
+
+
+def test_jsonl_candidates_join_with_the_dataset(data_file, tmp_path):
+    path = write_jsonl(tmp_path / "c.jsonl", [
+        {"item_id": "e1:3", "model": "m", "reply": "[Problem Refinement] Which phone?"},
+        {"item_id": "z1:1", "model": "m", "reply": "您好！", "strategy": "策略1 礼貌问候"},
+        {"item_id": "e1:1", "model": "m", "reply": "[姓名] hello"},
+    ])
+    cands = {c.item.item_id: c for c in load_candidates([path])}
+    assert (cands["e1:3"].predicted_strategy, cands["e1:3"].reply) == ("PR", "Which phone?")
+    assert (cands["z1:1"].predicted_strategy, cands["z1:1"].reply) == ("GT", "您好！")
+    assert (cands["e1:1"].predicted_strategy, cands["e1:1"].reply) == (None, "[姓名] hello")
+    assert cands["e1:3"].item.context[-1].text == "It crashes at login."
+
+
+def test_data_option_overrides_the_environment(data_file, tmp_path, monkeypatch):
+    monkeypatch.delenv("CSCONV_DATA")
+    path = write_jsonl(tmp_path / "c.jsonl", [{"item_id": "z1:3", "model": "m", "reply": "x"}])
+    with pytest.raises(DataError, match="not in bundled:sample"):
+        load_candidates([path])
+    assert len(load_candidates([path], data=str(data_file))) == 1
+
+
+@pytest.mark.parametrize("lines, message, line, field", [
+    pytest.param(['{"item_id": "z1:1", "model": "m", "reply": "ok"}', "{not json"],
+                 "invalid JSON", 2, None, id="bad-json"),
+    pytest.param(['["a list"]'], "expected a JSON object", 1, None, id="not-object"),
+    pytest.param(['{"model": "m", "reply": "ok"}'], "missing", 1, "item_id", id="no-item-id"),
+    pytest.param(['{"item_id": "z1:1", "reply": "ok"}'], "missing", 1, "model", id="no-model"),
+    pytest.param(['{"item_id": "z1:1", "model": "m", "reply": 3}'], "expected a non-empty",
+                 1, "reply", id="reply-not-text"),
+    pytest.param(['{"item_id": "z1:1", "model": "m", "reply": "x", "strategy": "Juggling"}'],
+                 "unknown strategy label", 1, "strategy", id="bad-strategy"),
+])
+def test_bad_jsonl_names_file_line_and_field(data_file, tmp_path, lines, message, line, field):
+    path = tmp_path / "c.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=message) as err:
+        load_candidates([path])
+    assert (err.value.path, err.value.line, err.value.field) == (str(path), line, field)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_item_ids_are_an_error_that_names_them(data_file, tmp_path):
+    path = write_jsonl(tmp_path / "c.jsonl", [
+        {"item_id": "z1:1", "model": "m", "reply": "ok"},
+        {"item_id": "nope:1", "model": "m", "reply": "ok"},
+        {"item_id": "nope:2", "model": "m", "reply": "ok"},
+    ])
+    with pytest.raises(DataError, match=r"2 item id\(s\) not in .*'nope:1', 'nope:2'"):
+        load_candidates([path])
+
+
+def test_duplicate_item_and_model_is_an_error_across_files(data_file, tmp_path):
+    first = write_jsonl(tmp_path / "a.jsonl", [{"item_id": "z1:1", "model": "m", "reply": "a"}])
+    second = write_jsonl(tmp_path / "b.jsonl", [{"item_id": "e1:1", "model": "m", "reply": "b"},
+                                                {"item_id": "z1:1", "model": "m", "reply": "c"}])
+    with pytest.raises(DataError, match=r"duplicate candidate for item 'z1:1' and model 'm'") as err:
+        load_candidates([first, second])
+    assert (err.value.path, err.value.line) == (str(second), 2)
+    assert f"{first}:1" in str(err.value)
+
+
+def test_same_item_from_different_models_is_fine(data_file, tmp_path):
+    path = write_jsonl(tmp_path / "c.jsonl", [{"item_id": "z1:1", "model": m, "reply": "x"}
+                                              for m in ("a", "b")])
+    assert len(load_candidates([path])) == 2
+
+
+def lm_eval_folder(tmp_path: Path, doc_edit=None, row_edit=None, samples=True) -> Path:
+    """A hand-made lm-eval folder in the real layout (for malformed-input cases)."""
+    folder = tmp_path / "out" / "m"
+    folder.mkdir(parents=True)
+    (folder / "results_2026-01-01T00-00-00.json").write_text(json.dumps(
+        {"results": {"csconv_reply": {}}, "config": {"model_args": "model=m,base_url=x"}}))
+    if samples:
+        doc = load_examples()[1].to_doc()
+        doc.update(doc_edit or {})
+        row = {"doc_id": 0, "doc": doc, "filtered_resps": ["[Greeting] hi"]}
+        row.update(row_edit or {})
+        write_jsonl(folder / "samples_csconv_reply_2026-01-01T00-00-00.jsonl", [row])
+    return tmp_path / "out"
+
+
+def test_model_name_falls_back_to_model_args(data_file, tmp_path):
+    (cand,) = load_candidates([lm_eval_folder(tmp_path)])
+    assert cand.model == "m" and cand.predicted_strategy == "GT"
+
+
+@pytest.mark.parametrize("kwargs, message, field", [
+    pytest.param({"samples": False}, "run lm-eval with --log_samples", None, id="no-samples"),
+    pytest.param({"doc_edit": {"turn_index": "3"}}, "expected int", "doc.turn_index",
+                 id="bad-doc-field"),
+    pytest.param({"doc_edit": {"strategy": "XX"}}, "unknown strategy code", "doc.strategy",
+                 id="bad-gold-strategy"),
+    pytest.param({"row_edit": {"filtered_resps": [None]}}, "answer as a string",
+                 "filtered_resps", id="no-answer"),
+])
+def test_bad_lm_eval_folders_name_the_file_and_field(data_file, tmp_path, kwargs, message, field):
+    with pytest.raises(DataError, match=message) as err:
+        load_candidates([lm_eval_folder(tmp_path, **kwargs)])
+    assert err.value.field == field and err.value.path.endswith((".json", ".jsonl"))
+
+
+def test_a_folder_without_lm_eval_results_and_a_missing_path_are_user_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no lm-eval results"):
+        load_candidates([tmp_path / "empty"])
+    with pytest.raises(UserError, match="does not exist"):
+        load_candidates([tmp_path / "missing.jsonl"])
