@@ -21,6 +21,7 @@ COMMANDS = (
     "leaderboard",
     "correlate",
     "judge",
+    "ablate",
 )
 
 
