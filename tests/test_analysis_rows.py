@@ -62,7 +62,7 @@ def test_run_json_is_read_when_present(tmp_path):
 
 
 @pytest.mark.parametrize(("line", "field", "message"), [
-    pytest.param("{not json", None, "not valid JSON", id="bad-json"),
+    pytest.param("{not json", None, "invalid JSON", id="bad-json"),
     pytest.param("[1, 2]", None, "expected a JSON object", id="not-object"),
     pytest.param(absolute_row(item_id=None), "item_id", "must not be null", id="null-required"),
     pytest.param({k: v for k, v in absolute_row().items() if k != "judge"}, "judge",
@@ -199,7 +199,7 @@ def test_lm_eval_task_metadata_gives_the_tokenization(tmp_path):
 
 @pytest.mark.parametrize(("content", "error", "message"), [
     pytest.param(None, UserError, "no lm-eval results", id="empty"),
-    pytest.param("{", DataError, "not valid JSON", id="bad-json"),
+    pytest.param("{", DataError, "invalid JSON", id="bad-json"),
     pytest.param({"model": "m", "setting": "both", "metrics": {}}, DataError, "not one of",
                  id="bad-setting"),
     pytest.param({"model": "m", "setting": "generated", "metrics": {"bleu2": "x"}},
@@ -230,11 +230,11 @@ def test_invalid_utf8_is_a_data_error_with_its_line(tmp_path):
 
 
 def test_the_stdlib_parser_gives_the_same_rows(tmp_path, monkeypatch):
-    from csc_harness.analysis import rows as rows_module
+    from csc_harness import jsonl as jsonl_module
 
     write_rows(tmp_path, [absolute_row(item_id=f"d1:{i}", score=float(1 + i % 5))
                           for i in range(30)])
     fast = load_judgments([tmp_path]).absolute
-    monkeypatch.setattr(rows_module, "json_loads", lambda: json.loads)
+    monkeypatch.setattr(jsonl_module, "json_loads", lambda: json.loads)
     slow = load_judgments([tmp_path]).absolute
     assert fast.equals(slow)

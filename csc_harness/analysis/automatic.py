@@ -69,7 +69,7 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"not valid JSON ({exc})", path=str(path)) from None
+        raise DataError(f"invalid JSON ({exc})", path=str(path)) from None
 
 
 def _from_results(path: Path) -> dict[str, Any] | None:

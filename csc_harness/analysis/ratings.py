@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError, UserError
-from .rows import brief, read_jsonl
+from ..jsonl import read_jsonl
+from .rows import brief
 
 if TYPE_CHECKING:
     import pandas as pd

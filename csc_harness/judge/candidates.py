@@ -13,14 +13,14 @@ duplicate (item, model) pairs are errors, not silently dropped rows.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..data import Example, Utterance, data_spec, load_examples
 from ..errors import DataError, LabelError, UserError
 from ..framework import BY_CODE, parse_reply, parse_strategy
+from ..jsonl import read_jsonl
 
 __all__ = ["Candidate", "load_candidates", "read_candidates_jsonl", "read_lm_eval_folder"]
 
@@ -80,25 +80,6 @@ def _check_unique(candidates: Sequence[Candidate]) -> None:
         seen[key] = cand.source
 
 
-def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    try:
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"invalid JSON ({exc.msg})", path=str(path),
-                                    line=lineno) from None
-                if not isinstance(obj, dict):
-                    raise DataError(f"expected a JSON object, got {type(obj).__name__}",
-                                    path=str(path), line=lineno)
-                yield lineno, obj
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text ({exc.reason})", path=str(path)) from None
-
-
 def _text(obj: dict, name: str, path: Path, line: int, *, empty_ok: bool = False) -> str:
     value = obj.get(name)
     if not isinstance(value, str) or (not empty_ok and not value.strip()):
@@ -115,7 +96,7 @@ def read_candidates_jsonl(path: Path, examples: dict[str, Example],
     asks for); an explicit ``strategy`` field is used instead when present.
     """
     out, unknown = [], []
-    for lineno, obj in _jsonl(path):
+    for lineno, obj in read_jsonl(path):
         item_id = _text(obj, "item_id", path, lineno)
         model = _text(obj, "model", path, lineno)
         raw = _text(obj, "reply", path, lineno, empty_ok=True)
@@ -186,7 +167,7 @@ def read_lm_eval_folder(root: Path) -> list[Candidate]:
 
 def _read_samples(path: Path, model: str) -> list[Candidate]:
     out = []
-    for lineno, row in _jsonl(path):
+    for lineno, row in read_jsonl(path):
         doc = row.get("doc")
         if not isinstance(doc, dict):
             raise DataError("missing 'doc' object", path=str(path), line=lineno, field="doc")
