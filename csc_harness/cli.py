@@ -16,11 +16,14 @@ from . import __version__
 from .errors import UserError
 
 COMMANDS = (
+    "run",
     "data",
     "lm_eval",
     "leaderboard",
     "correlate",
     "judge",
+    "serve_local",
+    "generate",
     "ablate",
 )
 

