@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import socket
 
 import pytest
@@ -46,3 +47,29 @@ def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathF
     for var in ("CSCONV_DATA", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL",
                 "OPENAI_API_BASE"):
         monkeypatch.delenv(var, raising=False)
+
+
+MINI_CSCONV = [
+    {"id": "z1", "source": "产品咨询", "dialogue": [
+        {"speaker": "客户", "text": "你好，我想问一下理财产品。"},
+        {"speaker": "客服", "strategy": "策略1 礼貌问候", "text": "您好，很高兴为您服务！"},
+        {"speaker": "客户", "text": "那个产品收益多少？"},
+        {"speaker": "客服", "strategy": "策略7 信息传达", "text": "该产品近一年年化收益为3.2%。"},
+    ]},
+    {"id": "e1", "source": "技术故障", "dialogue": [
+        {"speaker": "customer", "text": "Hi, the app keeps crashing."},
+        {"speaker": "agent", "strategy": "Greeting", "text": "Hello, thanks for reaching out!"},
+        {"speaker": "customer", "text": "It crashes at login."},
+        {"speaker": "agent", "strategy": "PR", "text": "Which phone model are you using?"},
+    ]},
+]
+"""Two dialogues (z1 Chinese, e1 English), four supporter turns: z1:1, z1:3, e1:1, e1:3."""
+
+
+@pytest.fixture
+def data_file(tmp_path, monkeypatch):
+    """MINI_CSCONV in a file that CSCONV_DATA points at."""
+    path = tmp_path / "csconv.json"
+    path.write_text(json.dumps(MINI_CSCONV, ensure_ascii=False), encoding="utf-8")
+    monkeypatch.setenv("CSCONV_DATA", str(path))
+    return path

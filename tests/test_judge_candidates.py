@@ -14,30 +14,6 @@ from csc_harness.judge import load_candidates
 from csc_harness.llm import StubServer
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = [
-    {"id": "z1", "source": "产品咨询", "dialogue": [
-        {"speaker": "客户", "text": "你好，我想问一下理财产品。"},
-        {"speaker": "客服", "strategy": "策略1 礼貌问候", "text": "您好，很高兴为您服务！"},
-        {"speaker": "客户", "text": "那个产品收益多少？"},
-        {"speaker": "客服", "strategy": "策略7 信息传达", "text": "该产品近一年年化收益为3.2%。"},
-    ]},
-    {"id": "e1", "source": "技术故障", "dialogue": [
-        {"speaker": "customer", "text": "Hi, the app keeps crashing."},
-        {"speaker": "agent", "strategy": "Greeting", "text": "Hello, thanks for reaching out!"},
-        {"speaker": "customer", "text": "It crashes at login."},
-        {"speaker": "agent", "strategy": "PR", "text": "Which phone model are you using?"},
-    ]},
-]
-
-
-@pytest.fixture
-def data_file(tmp_path, monkeypatch):
-    path = tmp_path / "csconv.json"
-    path.write_text(json.dumps(DATA, ensure_ascii=False), encoding="utf-8")
-    monkeypatch.setenv("CSCONV_DATA", str(path))
-    return path
-
-
 def lm_eval_run(out: Path, model: str, answer: str) -> None:
     """A real lm-eval run of csconv_reply against a stub, saved as the CLI saves it."""
     from lm_eval import simple_evaluate

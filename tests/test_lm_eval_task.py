@@ -15,34 +15,12 @@ from csc_harness.framework import format_reply
 from csc_harness.llm.stub import StubServer
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = [
-    {"id": "z1", "source": "产品咨询", "dialogue": [
-        {"speaker": "客户", "text": "你好，我想问一下理财产品。"},
-        {"speaker": "客服", "strategy": "策略1 礼貌问候", "text": "您好，很高兴为您服务！"},
-        {"speaker": "客户", "text": "那个产品收益多少？"},
-        {"speaker": "客服", "strategy": "策略7 信息传达", "text": "该产品近一年年化收益为3.2%。"},
-    ]},
-    {"id": "e1", "source": "技术故障", "dialogue": [
-        {"speaker": "customer", "text": "Hi, the app keeps crashing."},
-        {"speaker": "agent", "strategy": "Greeting", "text": "Hello, thanks for reaching out!"},
-        {"speaker": "customer", "text": "It crashes at login."},
-        {"speaker": "agent", "strategy": "PR", "text": "Which phone model are you using?"},
-    ]},
-]
 PARTIAL = {
     "z1:1": "[Greeting] 您好，很高兴为您服务！",
     "z1:3": "[Providing Suggestions] 该产品收益为3.2%。",
     "e1:1": "Hello, thanks for reaching out!",
     "e1:3": "[PR] Which phone are you using?\n\nThanks.",
 }
-
-
-@pytest.fixture
-def data_file(tmp_path, monkeypatch):
-    path = tmp_path / "csconv.json"
-    path.write_text(json.dumps(DATA, ensure_ascii=False))
-    monkeypatch.setenv("CSCONV_DATA", str(path))
-    return path
 
 
 def answer_by_context(answers):
