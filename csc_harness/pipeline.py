@@ -190,7 +190,8 @@ def _leaderboard(opts: RunOptions, metric_dirs: Sequence[Path]) -> list[Path]:
     return write_leaderboard(board, opts.out)
 
 
-def _generated(model: str, name: str, api_base: str | None, opts: RunOptions) -> dict[str, Any]:
+def _generated(model: str, name: str, api_base: str | None, opts: RunOptions,
+               guard: Any = None) -> dict[str, Any]:
     from .data import load_conversations
     from .llm import Client
     from .rollout import generate_async
@@ -206,7 +207,7 @@ def _generated(model: str, name: str, api_base: str | None, opts: RunOptions) ->
             return await generate_async(conversations, model=model, name=name, client=client,
                                         out=out, setting="generated", api_base=api_base,
                                         concurrency=width, progress=opts.progress,
-                                        data=opts.data)
+                                        data=opts.data, guard=guard)
 
     result = asyncio.run(go())
     return {"line": _metric_line(result.metrics), "dir": str(out.relative_to(opts.out))}
@@ -255,8 +256,9 @@ def _steps(opts: RunOptions, models: Sequence[str], judges: Sequence[str], serve
                     candidate_dirs.append(out / "lm_eval")
                     metric_dirs.append(out / "lm_eval")
                 else:
+                    guard = server.check if server and model == embedded else None
                     summary.update(_generated(model, served_name(model),
-                                              base_for(model, opts.api_base), opts))
+                                              base_for(model, opts.api_base), opts, guard))
                     metric_dirs.append(out / summary["dir"])
                     if "reference" not in settings:
                         candidate_dirs.append(out / summary["dir"] / "candidates.jsonl")

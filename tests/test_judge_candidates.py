@@ -178,3 +178,12 @@ def test_a_rerun_in_the_same_lm_eval_folder_uses_the_newest_samples(data_file, t
             {"doc": doc, "filtered_resps": [reply]}, ensure_ascii=False) + "\n")
     (cand,) = read_lm_eval_folder(tmp_path / "out")
     assert cand.reply == "new"
+
+
+def test_generate_rows_keep_their_predicted_strategy(data_file, tmp_path):
+    path = tmp_path / "candidates.jsonl"
+    path.write_text(json.dumps({"item_id": "z1:1", "model": "m", "reply": "您好！",
+                                "raw": "[Greeting] 您好！", "predicted_strategy": "GT",
+                                "setting": "generated"}, ensure_ascii=False) + "\n")
+    (cand,) = load_candidates([path])
+    assert (cand.predicted_strategy, cand.reply) == ("GT", "您好！")

@@ -292,8 +292,11 @@ def test_prefetched_misses_are_called_once_then_hit(tmp_path: Path) -> None:
 
 
 # -- structured output and logprobs -----------------------------------------------------
-def test_json_schema_rejected_downgrades_to_json_object_and_remembers(tmp_path: Path) -> None:
-    script = [StubReply(status=400, text="response_format json_schema is not supported"),
+@pytest.mark.parametrize("status", [pytest.param(400, id="400"),
+                                    pytest.param(500, id="500-as-llama.cpp-answers")])
+def test_json_schema_rejected_downgrades_to_json_object_and_remembers(
+        tmp_path: Path, status: int) -> None:
+    script = [StubReply(status=status, text="response_format json_schema is not supported"),
               '{"score": 3}', '{"score": 5}']
     with StubServer(script) as stub:
         client = make_client(tmp_path)

@@ -250,6 +250,8 @@ def test_name_is_what_rows_and_metrics_record_while_model_is_what_is_asked(tmp_p
     assert saved["model"] == "stub-model"
 
 
+# litellm leaves one of its own coroutines behind when the event loop closes on an error
+@pytest.mark.filterwarnings("ignore:coroutine 'OpenAIChatCompletion.acompletion':RuntimeWarning")
 def test_a_guard_that_raises_stops_the_run_and_keeps_finished_rows(tmp_path, data_path):
     import asyncio
 

@@ -103,7 +103,8 @@ def read_candidates_jsonl(path: Path, examples: dict[str, Example],
         if item_id not in examples:
             unknown.append(item_id)
             continue
-        label = obj.get("strategy")
+        # `csc-harness generate` rows carry the label apart from the reply text.
+        label = obj.get("strategy", obj.get("predicted_strategy"))
         if label is not None:
             try:
                 code: str | None = parse_strategy(label).code

@@ -130,14 +130,17 @@ def backoff_delay(exc: BaseException, attempt: int, base: float, cap: float) -> 
 
 
 def mentions_response_format(exc: BaseException) -> bool:
-    """A 400/422 (or litellm's unsupported-params error) that blames response_format."""
+    """A 400/422 (or litellm's unsupported-params error) that blames response_format.
+
+    llama.cpp's server answers an unsupported response_format with a 500 naming it.
+    """
     status = status_of(exc)
-    return status in (400, 422) and bool(_RESPONSE_FORMAT.search(str(exc)))
+    return status in (400, 422, 500) and bool(_RESPONSE_FORMAT.search(str(exc)))
 
 
 def mentions_logprobs(exc: BaseException) -> bool:
     status = status_of(exc)
-    return status in (400, 422) and bool(_LOGPROBS.search(str(exc)))
+    return status in (400, 422, 500) and bool(_LOGPROBS.search(str(exc)))
 
 
 def redact(text: str, *secrets: str | None) -> str:
