@@ -100,6 +100,9 @@ STRATEGIES: tuple[Strategy, ...] = (
 BY_CODE: dict[str, Strategy] = {s.code: s for s in STRATEGIES}
 CODES: tuple[str, ...] = tuple(BY_CODE)
 
+EMBEDDED_LABEL = "embedded demo model: not a quality estimate"
+"""How every output made by the bundled demo model is labelled (replies and judge scores)."""
+
 StageMap = Mapping[str, Stage]
 """Strategy code -> stage. OT has no stage of its own (see :func:`stage_for_turns`)."""
 

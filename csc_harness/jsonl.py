@@ -1,11 +1,11 @@
-"""Reading JSONL files of objects with one-line errors that name the file and line.
-
-Shared by every layer that reads rows (candidates, judgments, ratings).
+"""JSON files shared by every layer: JSONL rows read with one-line errors that name the
+file and line, and JSON written atomically so a reader never sees half a file.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -47,3 +47,11 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 yield lineno, obj
     except OSError as exc:
         raise UserError(f"cannot read {str(path)!r}: {exc.strerror}") from None
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Write JSON to ``path`` via a temporary file and rename (never a half-written file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import CSCError, UserError
+from .jsonl import write_json_atomic
 
 Setting = Literal["reference", "generated", "both"]
 SETTINGS: tuple[str, ...] = ("reference", "generated", "both")
@@ -145,13 +145,6 @@ def lm_eval_cache_dir(opts: RunOptions) -> Path:
 def _metric_line(metrics: dict[str, Any], suffix: str = "") -> str:
     names = ("strategy_acc", "bleu2", "bleu4", "rougeL")
     return ", ".join(f"{n} {metrics[n + suffix]:.2f}" for n in names if n + suffix in metrics)
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
 
 
 def _judge(opts: RunOptions, candidate_dirs: Sequence[Path], judges: Sequence[str],
@@ -278,5 +271,5 @@ def _steps(opts: RunOptions, models: Sequence[str], judges: Sequence[str], serve
         from .llm.local import EMBEDDED_LABEL
 
         record["label"] = EMBEDDED_LABEL
-    _write_json(out / "run.json", record)
+    write_json_atomic(out / "run.json", record)
     return record

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from .data import Conversation, Example, Utterance, data_spec, expand, load_conversations
 from .errors import DataError, UserError
 from .framework import parse_reply
+from .jsonl import write_json_atomic
 from .llm.local import EMBEDDED_LABEL, EMBEDDED_MODEL, is_embedded
 from .metrics import TOKENIZATION, Scored, score
 from .prompting import reply_messages
@@ -316,9 +317,7 @@ def _write_metrics(out: Path, model: str, setting: Setting, n: int, metrics: dic
     }
     out.mkdir(parents=True, exist_ok=True)
     path = out / METRICS_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json_atomic(path, payload)
     return path
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from ..framework import CODES, Stage
+from ..framework import CODES, EMBEDDED_LABEL, Stage
 from . import bias as _bias
 from .automatic import match_model
 from .rows import STATUSES, Judgments
@@ -35,7 +35,6 @@ from .scores import (
 from .stats import bootstrap_p, cluster_means, percentile_interval
 
 BREAKDOWNS = ("stage", "strategy", "topic", "language")
-EMBEDDED_LABEL = "embedded demo model: not a quality estimate"
 _DENSE_CELLS = 1 << 23
 
 

@@ -34,7 +34,8 @@ from .config import JudgeConfig
 from .plan import Job, Plan, job_keys
 from .rows import error_rows, judgment_rows
 from .rubrics import load_rubrics
-from .store import JudgmentStore, write_json_atomic
+from ..jsonl import write_json_atomic
+from .store import JudgmentStore
 from .summary import summarize
 
 if TYPE_CHECKING:

