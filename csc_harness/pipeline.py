@@ -24,6 +24,8 @@ from typing import Any, Literal
 from .errors import CSCError, UserError
 from .jsonl import write_json_atomic
 
+EMBEDDED_JUDGE_VARIANT = "compact"
+"""The rubric the embedded demo judge gets in joint mode (half the prompt of the default)."""
 Setting = Literal["reference", "generated", "both"]
 SETTINGS: tuple[str, ...] = ("reference", "generated", "both")
 
@@ -64,11 +66,11 @@ class StepFailed(UserError):
 
 
 @contextlib.contextmanager
-def step(number: int, total: int, name: str, resume: str) -> Iterator[dict[str, str]]:
+def step(number: int, total: int, name: str, resume: str) -> Iterator[dict[str, Any]]:
     """Announce a step, time it, and turn any failure into one line naming the step."""
     print(f"[{number}/{total}] {name} ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
-    summary: dict[str, str] = {}
+    summary: dict[str, Any] = {}
     try:
         yield summary
     except KeyboardInterrupt:
@@ -79,8 +81,8 @@ def step(number: int, total: int, name: str, resume: str) -> Iterator[dict[str, 
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise StepFailed(f"step {number} ({name}) failed: {type(exc).__name__}: {first}; "
                          f"{resume}") from exc
-    seconds = time.perf_counter() - started
-    print(f"[{number}/{total}] {name}: {summary.get('line', 'done')} ({seconds:.1f}s)",
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    print(f"[{number}/{total}] {name}: {summary.get('line', 'done')} ({summary['seconds']}s)",
           file=sys.stderr, flush=True)
 
 
@@ -107,7 +109,8 @@ def lm_eval_backend(model: str, api_base: str | None, *, concurrency: int) -> tu
 
 
 def reference_candidates(model: str, api_base: str | None, opts: RunOptions,
-                         cache_dir: Path, *, max_gen_toks: int | None) -> dict[str, Any]:
+                         cache_dir: Path, *, max_gen_toks: int | None,
+                         width: int) -> dict[str, Any]:
     """Reference-context replies and metrics through lm-eval's own evaluator."""
     from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker
@@ -115,7 +118,6 @@ def reference_candidates(model: str, api_base: str | None, opts: RunOptions,
 
     from ._cli.lm_eval import tasks_path
 
-    width = 1 if model in opts.embedded_names else opts.concurrency
     backend, model_args = lm_eval_backend(model, api_base, concurrency=width)
     metadata = {"data": opts.data, "dialogues": opts.limit}
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -148,21 +150,24 @@ def _metric_line(metrics: dict[str, Any], suffix: str = "") -> str:
 
 
 def _judge(opts: RunOptions, candidate_dirs: Sequence[Path], judges: Sequence[str],
-           judge_api_base: str | None, structured: str) -> dict[str, Any]:
+           judge_api_base: str | None, structured: str, width: int) -> dict[str, Any]:
     """Judge every candidate reply of the run into ``OUT/judge``."""
     from .judge import JudgeConfig, load_candidates, run_judgments
     from .judge.summary import format_summary
     from .llm import Client
 
     local = any(j in opts.embedded_names for j in judges)
-    # The 135M demo judge spends most of its time writing rationales nobody should read.
+    # The 135M demo judge reads prompts at ~200 tokens/s and would spend most of its time on
+    # the full rubric and on rationales nobody should read: it gets the compact rubric.
     config = JudgeConfig(judges=tuple(judges), mode=opts.mode, api_base=judge_api_base,
                          embedded_models=opts.embedded_names,
+                         variant=EMBEDDED_JUDGE_VARIANT if local and opts.mode == "joint"
+                         else "default",
                          verdict="score_only" if local else None)
     candidates = load_candidates([str(p) for p in candidate_dirs], data=opts.data)
 
     async def judge():
-        async with Client(cache_path=opts.cache, concurrency=1 if local else opts.concurrency,
+        async with Client(cache_path=opts.cache, concurrency=width,
                           timeout=600.0 if local else 120.0, structured=structured) as client:
             return await run_judgments(config, candidates, Path(opts.out) / "judge",
                                        client=client, progress=opts.progress)
@@ -170,7 +175,8 @@ def _judge(opts: RunOptions, candidate_dirs: Sequence[Path], judges: Sequence[st
     result = asyncio.run(judge())
     if result.exit_code:
         raise UserError(result.message or f"{result.errors} judge calls failed")
-    return {"line": "; ".join(format_summary(result.summary)[:3]) or "done"}
+    return {"line": "; ".join(format_summary(result.summary)[:3]) or "done",
+            "variant": config.variant}
 
 
 def _leaderboard(opts: RunOptions, metric_dirs: Sequence[Path]) -> list[Path]:
@@ -184,14 +190,13 @@ def _leaderboard(opts: RunOptions, metric_dirs: Sequence[Path]) -> list[Path]:
 
 
 def _generated(model: str, name: str, api_base: str | None, opts: RunOptions,
-               guard: Any = None) -> dict[str, Any]:
+               width: int, guard: Any = None) -> dict[str, Any]:
     from .data import load_conversations
     from .llm import Client
     from .rollout import generate_async
 
     conversations = load_conversations(opts.data)[: opts.limit]
     local = model in opts.embedded_names
-    width = 1 if local else opts.concurrency
     out = Path(opts.out) / "generated" / served_name(name).replace("/", "__")
 
     async def go():
@@ -216,15 +221,17 @@ def run_pipeline(opts: RunOptions) -> dict[str, Any]:
     needs_local = EMBEDDED_MODEL in models + judges
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(local_server()) if needs_local else None
         opts = RunOptions(**{**asdict(opts), "embedded_names": (
             EMBEDDED_MODEL, served_name(EMBEDDED_MODEL))})
-        return _steps(opts, models, judges, server, EMBEDDED_MODEL, EMBEDDED_MAX_TOKENS)
+        return _steps(opts, models, judges, server, EMBEDDED_MODEL, EMBEDDED_MAX_TOKENS,
+                      started)
 
 
 def _steps(opts: RunOptions, models: Sequence[str], judges: Sequence[str], server: Any,
-           embedded: str, embedded_max_tokens: int) -> dict[str, Any]:
+           embedded: str, embedded_max_tokens: int, started: float) -> dict[str, Any]:
     out = Path(opts.out)
     resume = "re-run the same command to resume (finished work is cached)"
     settings = ("reference", "generated") if opts.setting == "both" else (opts.setting,)
@@ -235,6 +242,11 @@ def _steps(opts: RunOptions, models: Sequence[str], judges: Sequence[str], serve
     def base_for(model: str, api_base: str | None) -> str | None:
         return server.base_url if model == embedded else api_base
 
+    def width_for(model: str, conversations_at_once: bool = False) -> int:
+        if model != embedded or server is None:
+            return opts.concurrency
+        return server.workers if conversations_at_once else server.concurrency
+
     candidate_dirs, metric_dirs = [], []
     for setting in settings:
         for model in models:
@@ -244,14 +256,17 @@ def _steps(opts: RunOptions, models: Sequence[str], judges: Sequence[str], serve
                 if setting == "reference":
                     results = reference_candidates(
                         model, base_for(model, opts.api_base), opts, lm_eval_cache_dir(opts),
-                        max_gen_toks=embedded_max_tokens if model == embedded else None)
+                        max_gen_toks=embedded_max_tokens if model == embedded else None,
+                        width=width_for(model))
                     summary["line"] = _metric_line(results, ",none")
                     candidate_dirs.append(out / "lm_eval")
                     metric_dirs.append(out / "lm_eval")
                 else:
                     guard = server.check if server and model == embedded else None
                     summary.update(_generated(model, served_name(model),
-                                              base_for(model, opts.api_base), opts, guard))
+                                              base_for(model, opts.api_base), opts,
+                                              width_for(model, conversations_at_once=True),
+                                              guard))
                     metric_dirs.append(out / summary["dir"])
                     if "reference" not in settings:
                         candidate_dirs.append(out / summary["dir"] / "candidates.jsonl")
@@ -260,16 +275,23 @@ def _steps(opts: RunOptions, models: Sequence[str], judges: Sequence[str], serve
     with step(number, total, f"judging with {', '.join(judges)}", resume) as summary:
         judge_base = server.base_url if embedded in judges else opts.judge_api_base
         summary.update(_judge(opts, sorted(set(candidate_dirs)), judges, judge_base,
-                              "json_object" if embedded in judges else "auto"))
+                              "json_object" if embedded in judges else "auto",
+                              min(width_for(j) for j in judges)))
     record["steps"].append({"step": "judging", **summary})
     number += 1
     with step(number, total, "leaderboard and report", resume) as summary:
         written = _leaderboard(opts, sorted(set(metric_dirs)))
         summary["line"] = ", ".join(p.name for p in written)
-    record["steps"].append({"step": "leaderboard", "files": [p.name for p in written]})
+    record["steps"].append({"step": "leaderboard", "files": [p.name for p in written],
+                            "seconds": summary["seconds"]})
     if embedded in list(models) + list(judges):
         from .llm.local import EMBEDDED_LABEL
 
         record["label"] = EMBEDDED_LABEL
+        record["embedded_model"] = {
+            "weights": server.gguf.name, "workers": server.workers,
+            "threads_per_worker": server.settings.n_threads,
+            "max_tokens": embedded_max_tokens}
+    record["seconds"] = round(time.perf_counter() - started, 1)
     write_json_atomic(out / "run.json", record)
     return record

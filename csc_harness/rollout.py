@@ -56,8 +56,9 @@ CANDIDATES_FILE = "candidates.jsonl"
 METRICS_FILE = "metrics.json"
 DEFAULT_MAX_TOKENS = 200
 """Reply length cap for real models: CSConv replies are one or two sentences."""
-EMBEDDED_MAX_TOKENS = 64
-"""Cap for the embedded demo model, which rambles; decoding dominates its time budget."""
+EMBEDDED_MAX_TOKENS = 48
+"""Cap for the embedded demo model, which rambles; decoding dominates its time budget
+(about 27 Chinese characters or 35 English words)."""
 
 
 @dataclass(frozen=True)
@@ -332,8 +333,9 @@ def generate(
 
     ``limit`` keeps the first N dialogues. The embedded model without ``api_base`` starts
     the local llama.cpp server for the run (log in ``out``) and always stops it.
-    ``concurrency`` None is 1 for the embedded model (its server answers one request at a
-    time, and interleaved dialogues would defeat its prefix reuse) and 8 otherwise.
+    ``concurrency`` None is 8, and for the embedded model what its local server takes:
+    :attr:`~csc_harness.llm.local.LocalServer.concurrency` items, or one dialogue per
+    worker in the generated setting (each worker reuses only its previous prompt).
     Callers already inside an event loop use :func:`generate_async`.
     """
     from .llm import Client
@@ -347,9 +349,9 @@ def generate(
     spec = data_spec(data)
     conversations = load_conversations(spec)[:limit]
     local = is_embedded(model) and api_base is None
-    width = concurrency if concurrency is not None else (1 if is_embedded(model) else 8)
 
-    async def main(base: str | None, guard: Callable[[], None] | None) -> GenerationResult:
+    async def main(base: str | None, guard: Callable[[], None] | None,
+                   width: int) -> GenerationResult:
         async with Client(cache_path=cache_path, cache_mode=cache_mode, concurrency=width,
                           timeout=timeout or (600.0 if local else 120.0)) as client:
             return await generate_async(
@@ -358,8 +360,9 @@ def generate(
                 progress=progress, data=spec, guard=guard)
 
     if not local:
-        return asyncio.run(main(api_base, None))
+        return asyncio.run(main(api_base, None, concurrency or (1 if is_embedded(model) else 8)))
     from .llm.local import local_server
 
     with local_server(log_dir=out) as server:
-        return asyncio.run(main(server.base_url, server.check))
+        width = concurrency or (server.concurrency if setting == "reference" else server.workers)
+        return asyncio.run(main(server.base_url, server.check, width))

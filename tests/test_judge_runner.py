@@ -39,7 +39,7 @@ def test_rows_carry_exactly_the_contract_fields(tmp_path):
         assert tuple(row) == ROW_FIELDS
         assert row["status"] == "ok" and row["score"] in (1.0, 2.0, 3.0, 4.0, 5.0)
         assert (row["scale_min"], row["scale_max"]) == (1, 5)
-        assert re.fullmatch(r"\w+@1#[0-9a-f]{10}", row["prompt_id"])
+        assert re.fullmatch(r"\w+@\d+#[0-9a-f]{10}", row["prompt_id"])
         assert row["kind"] == "absolute" and row["mode"] == "separate"
         assert row["variant"] == "default" and row["reference_guided"] is False
         assert row["response_model"] == "judge" and row["cached"] is False

@@ -18,7 +18,13 @@ import pytest
 
 from csc_harness.errors import MissingDependency
 from csc_harness.llm import Client, Request, local
-from csc_harness.llm.local import EMBEDDED_MODEL, LocalServerError, is_embedded, local_server
+from csc_harness.llm.local import (
+    EMBEDDED_MODEL,
+    LocalServerError,
+    LocalSettings,
+    is_embedded,
+    local_server,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_llama = pytest.mark.skipif(
@@ -29,7 +35,7 @@ needs_llama = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    """One Q8_0 copy of the bundled weights for the whole module (made on first start)."""
+    """One re-encoded copy of the bundled weights for the whole module (made on first start)."""
     return tmp_path_factory.mktemp("models")
 
 
@@ -71,9 +77,10 @@ def test_a_real_chat_completion_then_the_server_is_gone(tmp_path, model_dir):
         text = asyncio.run(ask(server, messages=[{"role": "user", "content": "Say hello."}],
                                max_tokens=8))
         assert text.strip()
-    assert gone(server.pid) and port_closed(server.port)
+    assert all(map(gone, server.pids)) and port_closed(server.port)
     assert (tmp_path / "local-server.log").is_file()
-    assert server.gguf.parent == model_dir and ".Q8_0." in server.gguf.name
+    assert server.gguf.parent == model_dir
+    assert f".{LocalSettings().requantize}." in server.gguf.name
 
 
 @needs_llama
@@ -100,7 +107,7 @@ def test_an_exception_in_the_body_stops_the_server(tmp_path, model_dir):
     with pytest.raises(RuntimeError, match="boom"), \
             local_server(port=0, log_dir=tmp_path, model_dir=model_dir) as server:
         raise RuntimeError("boom")
-    assert gone(server.pid) and port_closed(server.port)
+    assert all(map(gone, server.pids)) and port_closed(server.port)
     assert not local._running
 
 
@@ -108,7 +115,7 @@ SCRIPT = textwrap.dedent("""
     import sys, time
     from csc_harness.llm.local import local_server
     with local_server(port=0, log_dir=sys.argv[1], model_dir=sys.argv[2]) as server:
-        print(server.pid, server.port, flush=True)
+        print(",".join(map(str, server.pids)), server.port, flush=True)
         time.sleep(600)
 """)
 
@@ -118,26 +125,27 @@ def start_script(tmp_path, model_dir):
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     assert line, proc.stderr.read()
-    pid, port = map(int, line.split())
-    return proc, pid, port
+    pids, port = line.split()
+    return proc, [int(p) for p in pids.split(",")], int(port)
 
 
 @needs_llama
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_to_the_parent_stops_the_server(tmp_path, model_dir, signum):
-    proc, pid, port = start_script(tmp_path, model_dir)
-    assert not gone(pid)
+    proc, pids, port = start_script(tmp_path, model_dir)
+    assert not any(map(gone, pids))
     proc.send_signal(signum)
     proc.wait(timeout=30)
-    assert gone(pid) and port_closed(port)
+    assert all(map(gone, pids)) and port_closed(port)
 
 
 @needs_llama
 def test_a_parent_killed_with_sigkill_leaves_no_orphan_server(tmp_path, model_dir):
-    proc, pid, port = start_script(tmp_path, model_dir)
+    proc, pids, port = start_script(tmp_path, model_dir)
     proc.kill()
     proc.wait(timeout=10)
-    assert wait_until(lambda: gone(pid), timeout=15), "the watchdog did not stop the server"
+    assert wait_until(lambda: all(map(gone, pids)), timeout=15), \
+        "the watchdog did not stop the servers"
     assert port_closed(port)
 
 
@@ -153,13 +161,13 @@ def test_serve_local_prints_the_url_and_stops_on_ctrl_c(tmp_path):
         lines.append(line.strip())
     output = "\n".join(lines)
     url = re.search(r"base URL: (http://127\.0\.0\.1:(\d+)/v1)", output)
-    pid = int(re.search(r"pid (\d+)", output).group(1))
+    pids = [int(p) for p in re.findall(r"\d+", re.search(r"pid ([\d, ]+),", output).group(1))]
     assert url and "local-chat-completions" in output and "--apply_chat_template" in output
     with socket.create_connection(("127.0.0.1", int(url.group(2))), timeout=5):
         pass
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 0
-    assert gone(pid) and port_closed(int(url.group(2)))
+    assert all(map(gone, pids)) and port_closed(int(url.group(2)))
 
 
 @needs_llama
@@ -240,7 +248,43 @@ def test_serve_local_reports_a_server_that_dies_under_it(tmp_path):
         line = proc.stdout.readline()
         assert line, output + proc.stderr.read()
         output += line
-    pid = int(re.search(r"pid (\d+)", output).group(1))
+    pid = int(re.search(r"pid (\d+)", output).group(1))  # the first worker
     os.kill(pid, signal.SIGKILL)
     assert proc.wait(timeout=30) == 2
     assert "stopped during the run" in proc.stderr.read()
+
+
+@needs_llama
+def test_two_workers_behind_one_url_keep_each_conversation_on_one_worker(tmp_path, model_dir):
+    """Two single-thread servers: the router answers on one port, the turns of one
+    conversation all reach the same worker, and both workers are used."""
+    def turns(opening: str) -> list[list[dict]]:
+        history, asks = [], []
+        for k in range(4):
+            history += [{"role": "user", "content": f"{opening} (message {k})"}]
+            asks.append([{"role": "system", "content": "Answer in one short sentence."},
+                         *history])
+            history += [{"role": "assistant", "content": f"Noted, part {k}."}]
+        return asks
+
+    conversations = [turns("My card was charged twice for one order and I want a refund"),
+                     turns("I cannot log in to online banking since the last update")]
+
+    async def run(server):
+        async with Client(cache_mode="off", max_tries=1, timeout=120, concurrency=8) as client:
+            requests = [Request(model=server.model, api_base=server.base_url, temperature=0.0,
+                                messages=m, max_tokens=4)
+                        for pair in zip(*conversations) for m in pair]
+            return await asyncio.gather(*(client.complete(r) for r in requests))
+
+    settings = LocalSettings(workers=2, n_threads=1)
+    with local_server(port=0, log_dir=tmp_path, model_dir=model_dir, settings=settings) as server:
+        assert len(server.pids) == 2 and server.concurrency == 16
+        answers = asyncio.run(run(server))
+        router = server.router
+        placed = {up.url: up.served for up in router.upstreams}
+        homes = [{router.placed({"messages": m}) for m in conv} for conv in conversations]
+    assert all(a.text is not None for a in answers)
+    assert all(len(home) == 1 for home in homes) and homes[0] != homes[1], homes
+    assert sorted(placed.values()) == [4, 4]
+    assert all(map(gone, server.pids)) and port_closed(server.port)

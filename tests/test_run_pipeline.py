@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from csc_harness.cli import main
+from csc_harness.llm import local
+from csc_harness.rollout import EMBEDDED_MAX_TOKENS
 
 pytest.importorskip("llama_cpp", reason="needs the local extra: pip install -e '.[local]'")
 
@@ -21,7 +23,7 @@ def local_servers() -> list[int]:
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"csc_harness.llm.local" in cmdline and str(os.getpid()).encode() in cmdline:
+        if b"csc_harness.llm._local_child" in cmdline and str(os.getpid()).encode() in cmdline:
             pids.append(int(proc.name))
     return pids
 
@@ -45,14 +47,19 @@ def test_default_run_writes_every_output(demo_run):
     assert turns >= 5
     rows = [json.loads(line) for line in (out / "judge/judgments.jsonl").read_text().splitlines()]
     assert len(rows) == 3 * turns  # joint mode: one row per dimension
-    assert {row["variant"] for row in rows} == {"default+score_only"}
+    assert {row["variant"] for row in rows} == {"compact"}
     assert all(row["embedded"] for row in rows)
 
 
 def test_default_run_is_labelled_as_the_embedded_demo(demo_run):
     _, out = demo_run
     assert "not a quality estimate" in (out / "report.html").read_text()
-    assert "not a quality estimate" in json.loads((out / "run.json").read_text())["label"]
+    run = json.loads((out / "run.json").read_text())
+    assert "not a quality estimate" in run["label"]
+    assert run["embedded_model"]["workers"] == local.LocalSettings().workers
+    assert run["embedded_model"]["max_tokens"] == EMBEDDED_MAX_TOKENS
+    assert [s["variant"] for s in run["steps"] if s["step"] == "judging"] == ["compact"]
+    assert run["seconds"] >= sum(s["seconds"] for s in run["steps"]) > 0
     board = json.loads((out / "leaderboard.json").read_text())
     assert "smollm2" in json.dumps(board)
 

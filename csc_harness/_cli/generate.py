@@ -31,9 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "bundled sample)")
     parser.add_argument("--concurrency", type=int, default=None,
                         help="requests (reference) or dialogues (generated) in flight "
-                        "(default: 8; 1 for the embedded model)")
+                        "(default: 8; for the embedded model 8 requests per worker, or "
+                        "one dialogue per worker)")
     parser.add_argument("--max-tokens", type=int, default=None,
-                        help="reply length cap (default: 200; 64 for the embedded model)")
+                        help="reply length cap (default: 200; 48 for the embedded model)")
     parser.add_argument("--cache", default=None, metavar="PATH",
                         help="answer cache file (default: $CSC_HARNESS_CACHE or "
                         "~/.cache/csc-harness/llm.sqlite)")

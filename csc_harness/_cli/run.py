@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--mode", choices=("joint", "separate"), default="joint",
                         help="one judge call for all dimensions, or one per dimension")
     parser.add_argument("--concurrency", type=int, default=8, metavar="N",
-                        help="requests in flight per model (default: 8; 1 for the embedded)")
+                        help="requests in flight per model (default: 8; the embedded model "
+                        "takes 8 per worker, one dialogue per worker when rolling out)")
     parser.add_argument("--cache", metavar="PATH", help="provider cache file (default: "
                         "$CSC_HARNESS_CACHE or ~/.cache/csc-harness/llm.sqlite)")
     parser.add_argument("--rounds", type=int, default=1000, metavar="N",

@@ -23,8 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="port on 127.0.0.1 (default: 8357 if free, else a free one)")
     parser.add_argument("--gguf", default=None,
                         help="serve another GGUF model file instead of the bundled one")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="server processes behind the one URL (default: one per core, "
+                        "at most 4)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for llama.cpp (default: half the cores, at most 4)")
+                        help="CPU threads per server process (default: 1)")
     parser.add_argument("--log-dir", default=None,
                         help="folder for local-server.log (default: a temporary file)")
     parser.set_defaults(func=run_serve_local)
@@ -35,7 +38,8 @@ def run_serve_local(args: argparse.Namespace) -> int:
 
     from ..llm.local import EMBEDDED_LABEL, LocalSettings, local_server
 
-    settings = LocalSettings() if args.threads is None else LocalSettings(n_threads=args.threads)
+    chosen = {"workers": args.workers, "n_threads": args.threads}
+    settings = LocalSettings(**{k: v for k, v in chosen.items() if v is not None})
     with local_server(port=args.port, gguf=args.gguf, settings=settings,
                       log_dir=args.log_dir) as server:
         try:  # Ctrl-C may land at any moment once the server is up
@@ -53,10 +57,11 @@ def _announce(server: LocalServer, label: str) -> None:
 
     print(f"model:    {server.model}{label}")
     print(f"base URL: {server.base_url}")
-    print(f"server:   pid {server.pid}, log {server.log_path}")
+    print(f"server:   pid {', '.join(map(str, server.pids))}, log {server.log_path}")
     print(f"lm-eval:  lm_eval --include_path {tasks_path()} --tasks csconv --model "
           f"local-chat-completions --model_args model={server.alias},base_url="
-          f"{server.base_url}/chat/completions,num_concurrent=1 --apply_chat_template")
+          f"{server.base_url}/chat/completions,num_concurrent={server.concurrency} "
+          "--apply_chat_template")
     print(f"generate: csc-harness generate --model {server.model} "
           f"--api-base {server.base_url} --out OUT")
     print("Press Ctrl-C to stop.", flush=True)

@@ -2,10 +2,12 @@
 
 Delimiters: the dialogue, the candidate reply(s) and the reference sit between tags that
 carry a nonce, e.g. ``<reply-3f9a0c1d2e4b>`` ... ``</reply-3f9a0c1d2e4b>``. The nonce is a
-hash of the prompt id and of the very content it wraps, so it is stable (same prompt, same
-cache key, resumable) yet no content can contain it: a reply would have to contain its own
-hash. A reply that writes ``</reply>`` or a fake verdict therefore stays inside the block,
-and :func:`csc_harness.judge.parse.parse_verdict` ignores every nonce-tagged block the judge
+hash of the prompt id and the conversation id, re-salted until none of the item's quoted
+content contains it. Every item of a conversation thus gets the same tags, so consecutive
+calls share the prompt prefix up to the end of the dialogue (prompt caching, llama.cpp's
+KV-cache reuse), and the nonce stays stable (same prompt, same cache key, resumable). A
+reply that writes ``</reply>`` or a fake verdict stays inside the block, and
+:func:`csc_harness.judge.parse.parse_verdict` ignores every nonce-tagged block the judge
 may echo back, so quoted text can never pass for the verdict.
 
 Template variables (documented for prompt authors in ``judge_prompts/README.md``):
@@ -103,7 +105,6 @@ class _ItemView(NamedTuple):
     item: Example
     dialogue: list[_Turn]
     blob: str
-    digest: str
 
 
 _last_view: list[_ItemView] = []  # one entry: the plan renders an item's calls back to back
@@ -115,19 +116,20 @@ def _view(item: Example) -> _ItemView:
     dialogue = [_Turn(u.speaker, u.text, BY_CODE.get(u.strategy) if u.strategy else None)
                 for u in item.context]
     blob = "\x1f".join(u.text for u in item.context)
-    digest = hashlib.sha256(f"{item.item_id}\x1e{blob}".encode()).hexdigest()
-    _last_view[:] = [_ItemView(item, dialogue, blob, digest)]
+    _last_view[:] = [_ItemView(item, dialogue, blob)]
     return _last_view[0]
 
 
 def _nonce(prompt_id: str, view: _ItemView, replies: Sequence[Reply], reference: str) -> str:
-    """Hash of the prompt id and all quoted content, so no quoted content can contain it."""
-    quoted = "\x1f".join([r.text for r in replies] + [reference])
+    """Per conversation, not per item, so one conversation's prompts share their prefix up
+    to the end of the dialogue; re-salted until no quoted content of this item contains it."""
+    conversation = view.item.conversation_id
     salt = 0
     while True:
-        seed = f"{prompt_id}\x1e{view.digest}\x1e{salt}\x1e{quoted}"
+        seed = f"{prompt_id}\x1e{conversation}\x1e{salt}"
         nonce = hashlib.sha256(seed.encode("utf-8")).hexdigest()[:NONCE_CHARS]
-        if nonce not in quoted and nonce not in view.blob:  # astronomically unlikely
+        if (nonce not in view.blob and nonce not in reference
+                and not any(nonce in r.text for r in replies)):
             return nonce
         salt += 1
 
