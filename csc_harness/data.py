@@ -12,7 +12,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -295,6 +295,15 @@ def expand(conv: Conversation, stage_map: StageMap | None = None) -> list[Exampl
         )
         for i, stage in zip(turns, stages)
     ]
+
+
+def with_own_replies(conversation_id: str, context: Sequence[Utterance],
+                     reply_for: Callable[[str], Utterance]) -> tuple[Utterance, ...]:
+    """``context`` as a model saw it in the generated setting: every supporter utterance
+    replaced by ``reply_for(item id)``, the model's own reply for that turn; customer
+    utterances stay as recorded. ``reply_for`` raises KeyError for a turn it lacks."""
+    return tuple(reply_for(f"{conversation_id}:{i}") if u.speaker == "supporter" else u
+                 for i, u in enumerate(context))
 
 
 def load_examples(spec: str | None = None, stage_map: StageMap | None = None) -> list[Example]:

@@ -33,7 +33,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from .data import Conversation, Example, Utterance, data_spec, expand, load_conversations
+from .data import (
+    Conversation,
+    Example,
+    Utterance,
+    data_spec,
+    expand,
+    load_conversations,
+    with_own_replies,
+)
 from .errors import DataError, UserError
 from .framework import parse_reply
 from .jsonl import write_json_atomic
@@ -159,20 +167,15 @@ class CandidateStore:
 
 def generated_context(conversation: Conversation, turn_index: int,
                       rows: Mapping[str, CandidateRow]) -> tuple[Utterance, ...]:
-    """The context the model saw at ``turn_index`` in the generated setting.
-
-    Earlier supporter utterances are the model's own parsed replies (from ``rows``, keyed
-    by item id), labelled with its predicted strategy; customer utterances are the gold
-    ones. Judges can call this to show a judge what the model actually answered to.
-    Raises KeyError when an earlier supporter turn has no row yet.
+    """The context the model saw at ``turn_index`` in the generated setting: its own
+    earlier replies (from ``rows``, keyed by item id, labelled with its predicted strategy)
+    between the gold customer turns. Raises KeyError when an earlier turn has no row yet.
     """
-    context = []
-    for index, utterance in enumerate(conversation.utterances[:turn_index]):
-        if utterance.speaker == "supporter":
-            row = rows[f"{conversation.id}:{index}"]
-            utterance = Utterance("supporter", row.reply, row.predicted_strategy)
-        context.append(utterance)
-    return tuple(context)
+    def own(item_id: str) -> Utterance:
+        row = rows[item_id]
+        return Utterance("supporter", row.reply, row.predicted_strategy)
+
+    return with_own_replies(conversation.id, conversation.utterances[:turn_index], own)
 
 
 def score_candidates(examples: Sequence[Example], rows: Mapping[str, CandidateRow]

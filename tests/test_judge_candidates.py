@@ -187,3 +187,34 @@ def test_generate_rows_keep_their_predicted_strategy(data_file, tmp_path):
                                 "setting": "generated"}, ensure_ascii=False) + "\n")
     (cand,) = load_candidates([path])
     assert (cand.predicted_strategy, cand.reply) == ("GT", "您好！")
+
+
+def generated_row(item_id: str, reply: str, strategy: str | None = "PS", model: str = "m",
+                  setting: str = "generated") -> dict:
+    return {"item_id": item_id, "model": model, "reply": reply, "raw": f"[x] {reply}",
+            "predicted_strategy": strategy, "setting": setting}
+
+
+def test_generated_setting_replies_are_judged_in_the_context_the_model_saw(data_file, tmp_path):
+    path = write_jsonl(tmp_path / "candidates.jsonl", [
+        generated_row("z1:3", "第二句。", "ID"),
+        generated_row("z1:1", "第一句。", "GT"),
+        generated_row("z1:1", "Other model's turn.", model="other", setting="reference"),
+        generated_row("z1:3", "Reference setting.", model="other", setting="reference"),
+    ])
+    by_key = {(c.item.item_id, c.model): c for c in load_candidates([path])}
+    seen = by_key[("z1:3", "m")].item
+    assert [(u.speaker, u.text, u.strategy) for u in seen.context] == [
+        ("customer", "你好，我想问一下理财产品。", None), ("supporter", "第一句。", "GT"),
+        ("customer", "那个产品收益多少？", None)]
+    assert seen.reply == "该产品近一年年化收益为3.2%。"  # the gold reply stays the reference
+    gold = by_key[("z1:3", "other")].item
+    assert gold.context[1].text == "您好，很高兴为您服务！"
+
+
+def test_a_generated_reply_without_its_earlier_turns_names_the_missing_one(data_file, tmp_path):
+    path = write_jsonl(tmp_path / "candidates.jsonl", [generated_row("z1:3", "第二句。")])
+    with pytest.raises(DataError) as failure:
+        load_candidates([path])
+    assert "'z1:1'" in str(failure.value) and "candidates.jsonl" in str(failure.value)
+    assert failure.value.line == 1 and failure.value.field == "item_id"

@@ -12,12 +12,13 @@ duplicate (item, model) pairs are errors, not silently dropped rows.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data import Example, Utterance, data_spec, load_examples
+from ..data import Example, Utterance, data_spec, load_examples, with_own_replies
 from ..errors import DataError, LabelError, UserError
 from ..framework import BY_CODE, parse_reply, parse_strategy
 from ..jsonl import read_jsonl
@@ -95,7 +96,7 @@ def read_candidates_jsonl(path: Path, examples: dict[str, Example],
     ``reply`` may carry a leading strategy label (``[Greeting] ...``, as the lm-eval task
     asks for); an explicit ``strategy`` field is used instead when present.
     """
-    out, unknown = [], []
+    out, unknown, generated = [], [], {}
     for lineno, obj in read_jsonl(path):
         item_id = _text(obj, "item_id", path, lineno)
         model = _text(obj, "model", path, lineno)
@@ -114,6 +115,8 @@ def read_candidates_jsonl(path: Path, examples: dict[str, Example],
         else:
             code, reply = parse_reply(raw)
         out.append(Candidate(examples[item_id], model, reply, code, f"{path}:{lineno}"))
+        if obj.get("setting") == "generated":
+            generated[len(out) - 1] = lineno
     if unknown:
         shown = ", ".join(repr(i) for i in unknown[:5])
         more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
@@ -121,6 +124,27 @@ def read_candidates_jsonl(path: Path, examples: dict[str, Example],
                         "with the dataset the candidates answer", path=str(path), field="item_id")
     if not out:
         raise DataError("file holds no candidates", path=str(path))
+    return _in_generated_context(out, generated, path) if generated else out
+
+
+def _in_generated_context(candidates: list[Candidate], generated: dict[int, int],
+                          path: Path) -> list[Candidate]:
+    """Generated-setting rows (``csc-harness generate --setting generated``) are judged in
+    the context the model answered: its own earlier replies, not the gold ones."""
+    own = {(c.model, c.item.item_id): Utterance("supporter", c.reply, c.predicted_strategy)
+           for i, c in enumerate(candidates) if i in generated}
+    out = list(candidates)
+    for i, lineno in generated.items():
+        cand = candidates[i]
+        try:
+            context = with_own_replies(cand.item.conversation_id, cand.item.context,
+                                       lambda item_id, m=cand.model: own[(m, item_id)])
+        except KeyError as exc:
+            raise DataError(f"generated-setting reply {cand.item.item_id!r} of {cand.model!r} "
+                            f"needs the model's earlier reply {exc.args[0][1]!r} (a finished "
+                            "rollout has every turn)", path=str(path), line=lineno,
+                            field="item_id") from None
+        out[i] = dataclasses.replace(cand, item=dataclasses.replace(cand.item, context=context))
     return out
 
 
