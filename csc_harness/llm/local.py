@@ -345,7 +345,7 @@ def _open_log(log_dir: str | os.PathLike[str] | None) -> tuple[Path, bool]:
 
 def _command(served: Path, source: Path | None, alias: str, port: int,
              settings: LocalSettings) -> list[str]:
-    """The child: this module's watchdog (and a one-off conversion), then llama_cpp.server."""
+    """One worker: :mod:`._local_child` (watchdog, a one-off conversion), then llama_cpp.server."""
     convert = [] if source is None or served.is_file() else [
         "--convert", str(source), str(settings.requantize)]
     return [sys.executable, "-m", _CHILD, str(os.getpid()), *convert, "--model", str(served),
