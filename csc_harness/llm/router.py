@@ -105,9 +105,7 @@ class _Upstream:
     def affinity(self, system: str, rest: str) -> int:
         """Longest conversation prefix (past an identical system part) shared with a
         request this server ran last or has queued."""
-        keys = [self.last] + [(j.system, j.rest) for j in self.queue]
-        if self.running is not None:
-            keys.append((self.running.system, self.running.rest))
+        keys = [self.last] + [(j.system, j.rest) for j in self.queue]  # last = the running one
         return max((common_prefix(rest, r) for s, r in keys if s == system), default=0)
 
     def next_job(self) -> _Job:
