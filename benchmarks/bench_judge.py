@@ -18,7 +18,11 @@ fresh output folder. To save time the cache is populated directly through the ca
 (``ResponseCache.put`` with the exact requests the runner builds) instead of by 77,430
 stub calls; ``replay_seconds`` times only the re-run.
 
+``--smoke`` (48 live judgments at concurrency 8, 150 replayed turns) checks that this
+script still runs (the test suite runs it); its figures mean nothing.
+
 Usage: python benchmarks/bench_judge.py [--judgments 2000] [--concurrency 32] [--turns 25810]
+                                        [--smoke]
 """
 
 from __future__ import annotations
@@ -203,7 +207,11 @@ def main() -> None:
     parser.add_argument("--judgments", type=int, default=2000, help="live judgments in total")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--turns", type=int, default=25_810, help="replay: supporter turns")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny size: checks the script runs, measures nothing")
     args = parser.parse_args()
+    if args.smoke:
+        args.judgments, args.concurrency, args.turns = 48, 8, 150
     with tempfile.TemporaryDirectory(prefix="bench-judge-") as tmp:
         tmp_path = Path(tmp)
         report = asyncio.run(live(args, tmp_path))
@@ -212,7 +220,8 @@ def main() -> None:
         replay_s, replayed = asyncio.run(replay(candidates, tmp_path / "replay.sqlite",
                                                 tmp_path / "replay-out"))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    report.update({"replay_judgments": replayed, "replay_seconds": round(replay_s, 2),
+    report.update({"smoke": args.smoke, "replay_judgments": replayed,
+                   "replay_seconds": round(replay_s, 2),
                    "replay_populate_seconds": round(populate_s, 2),
                    "peak_rss_mb": round(peak, 1)})
     report["goals_met"] = (report["throughput_ratio_vs_litellm"] >= 0.9

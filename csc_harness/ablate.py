@@ -40,13 +40,16 @@ from .ablation_config import (
     load_ablation,
 )
 from .errors import CacheMiss, DataError, ProviderError, UserError
+from .jsonl import read_json
 from .judge import (
     JUDGMENTS_FILE,
     JudgmentStore,
     estimate_judgments,
     load_candidates,
     run_judgments,
+    with_controls,
 )
+from .llm.budget import Budget
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -83,6 +86,14 @@ class CellRun:
                 f"provider calls · {self.tokens:,} tokens · ${self.new_cost_usd:.4f} spent now")
 
 
+def _candidates(config: AblationConfig) -> list[Candidate]:
+    """The replies every cell judges: the config's candidates plus control replies on
+    ``control_dialogues`` of their dialogues, so each cell's judge check can be measured."""
+    candidates = load_candidates([str(p) for p in config.candidates], data=config.data)
+    return with_controls(candidates, config.controls, dialogues=config.control_dialogues,
+                         data=config.data)[0]
+
+
 def _silent(line: str) -> None:
     """Default ``echo``: library callers decide whether to print."""
 
@@ -98,31 +109,32 @@ async def run_ablation(config: AblationConfig, out_dir: str | os.PathLike[str], 
     summary line after each cell; ``progress`` is the runner's bar (None: on a terminal).
     """
     out = Path(out_dir)
-    candidates = load_candidates([str(p) for p in config.candidates], data=config.data)
+    candidates = _candidates(config)
     record_settings(config, out)
-    spent = _recorded_spend(config, out) if config.max_cost is not None else {}
+    previous = client.budget
+    if config.max_cost is not None:  # one budget over every cell, their recorded spend used
+        client.budget = Budget(config.max_cost, spent=sum(_recorded_spend(config, out).values()))
     runs: list[CellRun] = []
-    for i, cell in enumerate(config.cells, 1):
-        echo(f"[{i}/{len(config.cells)}] {cell.name} -> {out / CELLS_DIR / cell.folder}")
-        budget = (None if config.max_cost is None else
-                  max(0.0, config.max_cost - sum(v for k, v in spent.items() if k != cell.name)))
-        run = await _run_cell(config, cell, candidates, out, client=client,
-                              progress=progress, budget=budget)
-        spent[cell.name] = run.cost_usd
-        echo(f"[{i}/{len(config.cells)}] {run.line()}")
-        runs.append(run)
-        if run.exit_code:
-            break
+    try:
+        for i, cell in enumerate(config.cells, 1):
+            echo(f"[{i}/{len(config.cells)}] {cell.name} -> {out / CELLS_DIR / cell.folder}")
+            run = await _run_cell(config, cell, candidates, out, client=client,
+                                  progress=progress)
+            echo(f"[{i}/{len(config.cells)}] {run.line()}")
+            runs.append(run)
+            if run.exit_code:
+                break
+    finally:
+        client.budget = previous
     return runs
 
 
 async def _run_cell(config: AblationConfig, cell: Cell, candidates: Sequence[Candidate],
-                    out: Path, *, client: Client, progress: bool | None,
-                    budget: float | None) -> CellRun:
+                    out: Path, *, client: Client, progress: bool | None) -> CellRun:
     run = CellRun(cell, out / CELLS_DIR / cell.folder)
     calls, cost = client.stats.calls, client.stats.cost_usd
     try:
-        result = await run_judgments(config.judge_config(cell, max_cost=budget), candidates,
+        result = await run_judgments(config.judge_config(cell), candidates,
                                      run.out_dir, client=client, progress=progress)
         run.exit_code, reason = result.exit_code, result.message
         if result.exit_code and not reason:
@@ -132,7 +144,8 @@ async def _run_cell(config: AblationConfig, cell: Cell, candidates: Sequence[Can
     except UserError as exc:
         raise UserError(f"cell {cell.name!r}: {exc}") from None
     if run.exit_code:
-        budget_note = " (the ablation's budget is max_cost in its config)" if (
+        budget_note = (" (the ablation's budget: --max-cost, else max_cost in its config, "
+                       "covers every cell)") if (
             run.exit_code == 3) else ""
         run.message = f"cell {cell.name!r} stopped, rows so far in {run.out_dir}: {reason}" + (
             budget_note)
@@ -170,11 +183,11 @@ def record_settings(config: AblationConfig, out: Path, *, write: bool = True) ->
     setting would otherwise silently keep the old verdicts.
     """
     path = out / MANIFEST
-    try:
-        cells = json.loads(path.read_text(encoding="utf-8"))["cells"] if path.is_file() else {}
-    except (ValueError, KeyError) as exc:
-        raise DataError(f"not an ablation settings file ({exc}); delete it",
-                        path=str(path)) from None
+    cells = read_json(path, what="ablation settings file").get("cells") if path.is_file() \
+        else {}
+    if not isinstance(cells, dict):
+        raise DataError("not an ablation settings file (no 'cells' object); delete it",
+                        path=str(path), field="cells")
     for cell in config.cells:
         now, before = _settings(config, cell), cells.get(cell.folder)
         judged = (out / CELLS_DIR / cell.folder / JUDGMENTS_FILE).is_file()
@@ -200,7 +213,7 @@ def estimate_ablation(config: AblationConfig, out_dir: str | os.PathLike[str], *
 
     Answers another cell would put in the cache first are counted for both cells.
     """
-    candidates = load_candidates([str(p) for p in config.candidates], data=config.data)
+    candidates = _candidates(config)
     record_settings(config, Path(out_dir), write=False)
     return [(cell, estimate_judgments(config.judge_config(cell), candidates,
                                       Path(out_dir) / CELLS_DIR / cell.folder, client=client))
@@ -226,8 +239,11 @@ def load_cell_rows(cells: Sequence[Cell], out_dir: str | os.PathLike[str]) -> pd
         rows = load_judgments([folder]).absolute
         run = folder / RUN_FILE
         if run.is_file():
-            prompts = json.loads(run.read_text(encoding="utf-8")).get("prompts", {})
-            rows = rows[rows["prompt_id"].isin([p["prompt_id"] for p in prompts.values()])]
+            prompts = read_json(run, what="run file").get("prompts")
+            if not isinstance(prompts, dict):
+                raise DataError("expected the prompts object", path=str(run), field="prompts")
+            rows = rows[rows["prompt_id"].isin([p.get("prompt_id") for p in prompts.values()
+                                                if isinstance(p, dict)])]
         frames.append(rows.assign(variant=cell.name))
     merged = pd.concat(frames, ignore_index=True)
     for name in frames[0].select_dtypes("category").columns.union(["variant"]):

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, get_args
 
-from .errors import DataError, UserError
+from .analysis.stats import MAX_ROUNDS
+from .errors import DataError, UserError, brief
 from .judge import JudgeConfig, load_rubrics, select_templates
 from .judge.config import JudgeMode
 from .judge.rubrics import VerdictFormat
@@ -39,14 +40,18 @@ CLIENT_KEYS = ("concurrency", "rpm", "timeout", "max_tries", "structured", "cach
                "cache_mode")
 ANALYSIS_KEYS = ("rounds", "seed", "confidence", "score")
 TOP_KEYS = ("candidates", "data", "human", "judges", "baseline", "grid", "variants",
-            "max_cost", "analysis", *JUDGE_KEYS, *CLIENT_KEYS)
+            "max_cost", "analysis", "controls", "control_dialogues", *JUDGE_KEYS,
+            *CLIENT_KEYS)
+CONTROL_DIALOGUES = 10
+"""Default ``control_dialogues``: ~100 turns with control replies per cell."""
 # Value kinds of the scalar keys: (checker, argument).
 _KINDS: dict[str, tuple[str, Any]] = {
     **dict.fromkeys(("human", "cache", "prompts", "data"), ("path", None)),
     **dict.fromkeys(("api_base", "baseline"), ("text", None)),
     **dict.fromkeys(("judges", "dimensions"), ("texts", None)), "candidates": ("paths", None),
     **dict.fromkeys(("samples", "max_tokens", "logprobs", "concurrency", "max_tries",
-                     "rounds"), ("whole", 1)), "seed": ("whole", 0),
+                     "rounds", "control_dialogues"), ("whole", 1)), "seed": ("whole", 0),
+    "controls": ("texts", None),
     **dict.fromkeys(("temperature", "max_cost"), ("number", 0.0)),
     **dict.fromkeys(("rpm", "timeout"), ("positive", None)), "confidence": ("fraction", None),
     "structured": ("choice", get_args(StructuredMode)),
@@ -94,6 +99,11 @@ class AblationConfig:
     """USD budget of the whole ablation (spend recorded in all cell folders)."""
     analysis: Mapping[str, Any] = field(default_factory=dict)
     """compare_variants options: rounds, seed, confidence, score."""
+    controls: tuple[str, ...] = ("gold", "mismatch", "padded")
+    """Control replies every cell also judges (gold first; empty: none), so each cell's
+    discrimination can be measured (:mod:`csc_harness.controls`)."""
+    control_dialogues: int = CONTROL_DIALOGUES
+    """Dialogues (seeded choice among those of the candidates) that get control replies."""
 
     def judge_config(self, cell: Cell, *, max_cost: float | None = None) -> JudgeConfig:
         """The judge run of ``cell``: shared settings overridden by the cell's axes."""
@@ -104,13 +114,19 @@ class AblationConfig:
         except UserError as exc:
             raise UserError(f"{self.path}: cell {cell.name!r}: {exc}") from None
 
-    def make_client(self) -> Client:
-        """The one Client (and cache) every cell goes through."""
-        from .llm import Client
+    def make_client(self, *, dry_run: bool = False) -> Client:
+        """The one Client (and cache) every cell goes through.
+
+        ``dry_run``: a cache file that does not exist yet is not created (it would hold
+        nothing to count), so a dry run writes nothing, wherever the config puts the cache.
+        """
+        from .llm import Client, default_cache_path
 
         options = dict(self.client)
         if "cache" in options:
             options["cache_path"] = options.pop("cache")
+        if dry_run and not Path(options.get("cache_path") or default_cache_path()).is_file():
+            options["cache_mode"] = "off"
         return Client(**options)
 
 
@@ -166,7 +182,9 @@ class _Reader:
     def _number(self, key: str, v: Any, kind: str, low: Any) -> int | float:
         if kind == "whole":
             if type(v) is not int or v < low:
-                self.fail(key, f"expected a whole number >= {low}, got {v!r}")
+                self.fail(key, f"expected a whole number >= {low}, got {brief(v)}")
+            if key.endswith("rounds") and v > MAX_ROUNDS:
+                self.fail(key, f"expected at most {MAX_ROUNDS:,} rounds, got {v:,}")
             return v
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             self.fail(key, f"expected a number, got {v!r}")
@@ -237,7 +255,8 @@ def load_ablation(path: str | os.PathLike[str]) -> AblationConfig:
         judging={k: values[k] for k in JUDGE_KEYS if k in values},
         client={k: values[k] for k in CLIENT_KEYS if k in values},
         max_cost=values.get("max_cost"),
-        analysis={k: reader.value(f"analysis.{k}", v) for k, v in analysis.items()})
+        analysis={k: reader.value(f"analysis.{k}", v) for k, v in analysis.items()},
+        **_control_options(reader, values))
     rubrics = load_rubrics(config.judging.get("prompts"))
     for cell in cells:
         judge = config.judge_config(cell)
@@ -249,19 +268,27 @@ def load_ablation(path: str | os.PathLike[str]) -> AblationConfig:
     return config
 
 
+def _control_options(reader: _Reader, values: dict[str, Any]) -> dict[str, Any]:
+    """``controls`` (kinds, ``all`` or ``none``) and ``control_dialogues``, when given."""
+    from .controls import parse_controls
+
+    out: dict[str, Any] = {}
+    if "controls" in values:
+        try:
+            out["controls"] = parse_controls(values["controls"])
+        except UserError as exc:
+            reader.fail("controls", str(exc))
+    if "control_dialogues" in values:
+        out["control_dialogues"] = values["control_dialogues"]
+    return out
+
+
 def _read_yaml(path: Path) -> Any:
-    import yaml
+    from .jsonl import read_yaml
 
     if not path.is_file():
         raise UserError(f"ablation config {str(path)!r} does not exist")
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise DataError(f"not valid YAML ({getattr(exc, 'problem', None) or exc})",
-                        path=str(path), line=mark.line + 1 if mark else None) from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text ({exc.reason})", path=str(path)) from None
+    return read_yaml(path)
 
 
 def _cells(reader: _Reader, raw: dict[str, Any], judges_given: bool) -> list[Cell]:

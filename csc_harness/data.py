@@ -12,14 +12,16 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
+from ._hub import hub_rows, parse_hub_spec
 from .errors import DataError, LabelError
 from .framework import StageMap, parse_stage_map, parse_strategy, stage_for_turns
+from .jsonl import parse_json, read_json
 
 Speaker = Literal["supporter", "customer"]
 Language = Literal["zh", "en"]
@@ -109,9 +111,9 @@ def parse_record(record: Any, *, path: str, index: int, line: int | None = None)
     dialogue = record.get("dialogue")
     if isinstance(dialogue, str):
         try:
-            dialogue = json.loads(dialogue)
-        except json.JSONDecodeError as exc:
-            raise fail(f"'dialogue' is a string that is not valid JSON ({exc.msg})", "dialogue")
+            dialogue = parse_json(dialogue)
+        except DataError as exc:
+            raise fail(f"'dialogue' is a string that is not valid JSON ({exc})", "dialogue")
     if not isinstance(dialogue, list) or not dialogue:
         raise fail("missing or empty 'dialogue' list", "dialogue")
     utterances = []
@@ -157,28 +159,24 @@ def parse_record(record: Any, *, path: str, index: int, line: int | None = None)
 
 def _read_records(path: Path) -> Iterator[tuple[Any, int | None]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
     except FileNotFoundError:
         raise DataError(
             f"no such file; set {ENV_VAR} or pass an existing CSConv JSON/JSONL file",
             path=str(path),
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read file ({exc})", path=str(path)) from None
-    if text.lstrip().startswith("["):
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"invalid JSON ({exc.msg})", path=str(path), line=exc.lineno) from None
-        yield from ((r, None) for r in records)
+    except OSError as exc:
+        raise DataError(f"cannot read file ({exc.strerror})", path=str(path)) from None
+    if raw.lstrip().startswith(b"["):
+        records = parse_json(raw, path=path)
+        del raw
+        for i in range(len(records)):  # release each raw record once it is parsed
+            record, records[i] = records[i], None
+            yield record, None
         return
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            yield json.loads(line), lineno
-        except json.JSONDecodeError as exc:
-            raise DataError(f"invalid JSON ({exc.msg})", path=str(path), line=lineno) from None
+    for lineno, line in enumerate(raw.splitlines(), 1):
+        if line.strip():
+            yield parse_json(line, path=path, line=lineno), lineno
 
 
 def _unique(conversations: Iterable[Conversation], path: str) -> list[Conversation]:
@@ -210,32 +208,45 @@ def load_file(path: str | os.PathLike[str]) -> list[Conversation]:
 
 def load_sample() -> list[Conversation]:
     """The bundled sample: dialogues written for this project in the CSConv shape."""
-    with resources.as_file(resources.files("csc_harness") / "sample" / "csconv_sample.json") as p:
-        return load_file(p)
+    return load_source(SAMPLE).conversations
 
 
-def load_hub(dataset_id: str = HUB_DATASET) -> list[Conversation]:
-    """Every split of a hub dataset (the hub copy's split names are not to be relied on)."""
-    try:
-        import datasets
-    except ImportError:
-        raise DataError(
-            "loading from the Hugging Face hub needs the 'datasets' package "
-            "(pip install datasets), or use a local file",
-            path=f"hf:{dataset_id}",
-        ) from None
-    try:
-        loaded = datasets.load_dataset(dataset_id)
-    except Exception as exc:  # noqa: BLE001 - network, auth and format errors all end here
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(
-            f"cannot load from the hub ({first}); offline, download the CSConv JSON once "
-            f"and set {ENV_VAR}=/path/to/CSConv.json",
-            path=f"hf:{dataset_id}",
-        ) from None
-    records = [row for split in loaded.values() for row in split]
-    source = f"hf:{dataset_id}"
-    return _unique((parse_record(r, path=source, index=i) for i, r in enumerate(records)), source)
+def load_hub(spec: str = f"hf:{HUB_DATASET}") -> list[Conversation]:
+    """One set of a hub dataset (``hf:<id>[#<set>]``, CSConv unless ``#RoleCS`` etc.)."""
+    return load_source(spec).conversations
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """Dialogues with where they came from, for reports and the CSConv count check."""
+
+    conversations: list[Conversation]
+    source: str
+    """The file actually read: a path, ``hf://datasets/<id>/<file>`` or the sample's path."""
+    set_name: str | None
+    """``CSConv`` / ``RoleCS`` / ... : the hub selection, else the file's stem; None for
+    the bundled sample."""
+
+
+def _parsed(rows: Iterable[Any], source: str) -> list[Conversation]:
+    return _unique((parse_record(r, path=source, index=i) for i, r in enumerate(rows)), source)
+
+
+def load_source(spec: str | None = None) -> Loaded:
+    """Load by spec (see :func:`load_conversations`) and say which file was read."""
+    spec = data_spec(spec)
+    if spec == SAMPLE:
+        with resources.as_file(
+                resources.files("csc_harness") / "sample" / "csconv_sample.json") as p:
+            return Loaded(load_file(p), str(p), None)
+    if spec.startswith("hf:"):
+        hub = parse_hub_spec(spec, HUB_DATASET)
+        opened = hub_rows(hub)
+        convs = _parsed(opened.rows, opened.source)
+        if not convs:
+            raise DataError("the selected file holds no dialogues", path=opened.source)
+        return Loaded(convs, opened.source, PurePosixPath(hub.name).stem)
+    return Loaded(load_file(spec), str(Path(spec)), Path(spec).stem)
 
 
 def data_spec(spec: str | None = None) -> str:
@@ -244,13 +255,30 @@ def data_spec(spec: str | None = None) -> str:
 
 
 def load_conversations(spec: str | None = None) -> list[Conversation]:
-    """Load by spec: a file path, ``hf:<dataset id>``, or the bundled sample."""
-    spec = data_spec(spec)
-    if spec == SAMPLE:
-        return load_sample()
-    if spec.startswith("hf:"):
-        return load_hub(spec[3:] or HUB_DATASET)
-    return load_file(spec)
+    """Load by spec: a file path, the bundled sample, or ``hf:<dataset>[#<set>]``.
+
+    ``hf:<dataset>`` reads one file of a hub dataset, or of a local folder laid out like
+    one: ``CSConv.json`` (the evaluation set) unless ``#RoleCS`` (the training set) or
+    another file stem or path follows.
+    """
+    return load_source(spec).conversations
+
+
+CSCONV_COUNTS = {"dialogues": 1855, "utterances": 50587, "supporter_turns": 25810}
+"""What the released CSConv holds, as the paper reports it."""
+
+
+def count_warnings(set_name: str | None, stats: Mapping[str, Any]) -> list[str]:
+    """Warnings for a set called CSConv whose counts differ from the release's: a subset,
+    another version or a merged file (the hub's single split) would change every score."""
+    if (set_name or "").lower() != "csconv":
+        return []
+    off = [(k, v) for k, v in CSCONV_COUNTS.items() if stats.get(k) != v]
+    if not off:
+        return []
+    said = ", ".join(f"{stats.get(k)} {k.replace('_', ' ')} (expected {v:,})" for k, v in off)
+    return [f"this CSConv holds {said}: not the released evaluation set (a subset, another "
+            f"version or a merged file); its scores are not comparable with the paper's"]
 
 
 def load_stage_map(path: str | None = None) -> StageMap | None:
@@ -262,13 +290,10 @@ def load_stage_map(path: str | None = None) -> StageMap | None:
     path = path or os.environ.get(STAGE_MAP_VAR)
     if not path:
         return None
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not Path(path).exists():
         raise DataError(f"no such stage-map file (set by {STAGE_MAP_VAR} or --stage-map)",
-                        path=path) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read stage map ({exc})", path=path) from None
+                        path=path)
+    raw = read_json(path, what="stage map", root=None)
     if not isinstance(raw, dict):
         raise DataError('expected a JSON object {"<strategy>": "<stage>"}', path=path)
     try:

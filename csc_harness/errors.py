@@ -6,6 +6,17 @@ anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import json
+
+
+def brief(value: object) -> str:
+    """A value as it appears in a file, cut to 40 characters, for error messages."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=repr)
+    except (RecursionError, ValueError):  # a deeply nested value from a user file
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 40 else text[:37] + "..."
+
 
 class CSCError(Exception):
     """Base of every error csc-harness raises on purpose."""

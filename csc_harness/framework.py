@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from .errors import LabelError
+from .profiles import EMBEDDED
 
 
 class Stage(str, Enum):
@@ -100,8 +101,8 @@ STRATEGIES: tuple[Strategy, ...] = (
 BY_CODE: dict[str, Strategy] = {s.code: s for s in STRATEGIES}
 CODES: tuple[str, ...] = tuple(BY_CODE)
 
-EMBEDDED_LABEL = "embedded demo model: not a quality estimate"
-"""How every output made by the bundled demo model is labelled (replies and judge scores)."""
+EMBEDDED_LABEL = EMBEDDED.label
+"""How every output made by the bundled demo model is labelled (see :mod:`.profiles`)."""
 
 StageMap = Mapping[str, Stage]
 """Strategy code -> stage. OT has no stage of its own (see :func:`stage_for_turns`)."""

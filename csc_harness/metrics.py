@@ -124,25 +124,60 @@ def rouge_l(reference: str, reply: str, language: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+BLEU_FIELDS = ("sys_len", "ref_len", "match1", "match2", "match3", "match4",
+               "total1", "total2", "total3", "total4")
+"""The n-gram statistics BLEU is computed from, in the order of :func:`bleu_statistics`."""
+
+
+def _bleu_metric():
+    from sacrebleu.metrics import BLEU
+
+    # force: the input is tokenized on purpose (silences "forgot to detokenize")
+    return BLEU(tokenize="none", max_ngram_order=4, force=True)
+
+
+def bleu_from_statistics(stats: Sequence[float]) -> dict[str, float]:
+    """BLEU-2 and BLEU-4 (0-100, exp smoothing) from summed :data:`BLEU_FIELDS` counts.
+
+    Corpus BLEU is not a mean of per-item scores: summing the items' statistics (of any
+    subset or resample) and calling this gives that set's corpus BLEU.
+    """
+    from sacrebleu.metrics import BLEU
+
+    sys_len, ref_len = int(stats[0]), int(stats[1])
+    counts, totals = [int(c) for c in stats[2:6]], [int(t) for t in stats[6:10]]
+
+    def at(order: int) -> float:
+        return BLEU.compute_bleu(counts[:order], totals[:order], sys_len, ref_len,
+                                 smooth_method="exp", max_ngram_order=order).score
+
+    return {"bleu2": at(2), "bleu4": at(4)}
+
+
+def bleu_statistics(references: Sequence[str], replies: Sequence[str],
+                    languages: Sequence[str]) -> list[tuple[int, ...]]:
+    """Per item, the :data:`BLEU_FIELDS` counts (tokenized as :func:`corpus_bleu` does)."""
+    from sacrebleu.metrics import BLEU
+
+    # effective_order changes sentence scores only (silencing sacrebleu's advice to use
+    # it); the raw counts read here are the same either way.
+    metric = BLEU(tokenize="none", max_ngram_order=4, force=True, effective_order=True)
+    out = []
+    for ref, hyp, lang in zip(references, replies, languages):
+        s = metric.sentence_score(bleu_tokens(hyp, lang), [bleu_tokens(ref, lang)])
+        out.append((s.sys_len, s.ref_len, *s.counts, *s.totals))
+    return out
+
+
 def corpus_bleu(references: Sequence[str], replies: Sequence[str],
                 languages: Sequence[str]) -> dict[str, float]:
     """Corpus BLEU-2 and BLEU-4 (0-100), each item tokenized for its own language."""
-    from sacrebleu.metrics import BLEU
-
     if not replies:
         return {"bleu2": math.nan, "bleu4": math.nan}
     hyps = [bleu_tokens(h, lang) for h, lang in zip(replies, languages)]
     refs = [bleu_tokens(r, lang) for r, lang in zip(references, languages)]
-    # force: the input is tokenized on purpose (silences "forgot to detokenize")
-    stats = BLEU(tokenize="none", max_ngram_order=4, force=True).corpus_score(hyps, [refs])
-
-    def at(order: int) -> float:
-        return BLEU.compute_bleu(
-            stats.counts[:order], stats.totals[:order], stats.sys_len, stats.ref_len,
-            smooth_method="exp", max_ngram_order=order,
-        ).score
-
-    return {"bleu2": at(2), "bleu4": at(4)}
+    stats = _bleu_metric().corpus_score(hyps, [refs])
+    return bleu_from_statistics([stats.sys_len, stats.ref_len, *stats.counts, *stats.totals])
 
 
 def strategy_accuracy(gold: Sequence[str], predicted: Sequence[str | None]) -> float:

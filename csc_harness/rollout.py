@@ -24,15 +24,22 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any
 
+from .contract import (
+    CANDIDATES_FILE,
+    CANDIDATES_SOURCE_FILE,
+    METRICS_FILE,
+    SETTINGS,
+    CandidateRow,
+    Setting,
+)
 from .data import (
     Conversation,
     Example,
@@ -44,9 +51,10 @@ from .data import (
 )
 from .errors import DataError, UserError
 from .framework import parse_reply
-from .jsonl import write_json_atomic
-from .llm.local import EMBEDDED_LABEL, EMBEDDED_MODEL, is_embedded
+from .jsonl import parse_json, read_json, write_json_atomic
+from .lock import folder_lock
 from .metrics import TOKENIZATION, Scored, score
+from .profiles import EMBEDDED
 from .prompting import reply_messages
 
 if TYPE_CHECKING:
@@ -55,41 +63,19 @@ if TYPE_CHECKING:
 __all__ = [
     "CANDIDATES_FILE", "DEFAULT_MAX_TOKENS", "EMBEDDED_MAX_TOKENS", "METRICS_FILE",
     "SETTINGS", "CandidateRow", "CandidateStore", "GenerationResult", "Setting",
-    "generate", "generate_async", "generated_context", "score_candidates",
+    "answer_row", "generate", "generate_async", "generated_context", "score_candidates",
 ]
 
-Setting = Literal["reference", "generated"]
-SETTINGS: tuple[str, ...] = get_args(Setting)
-CANDIDATES_FILE = "candidates.jsonl"
-METRICS_FILE = "metrics.json"
 DEFAULT_MAX_TOKENS = 200
 """Reply length cap for real models: CSConv replies are one or two sentences."""
-EMBEDDED_MAX_TOKENS = 48
-"""Cap for the embedded demo model, which rambles; decoding dominates its time budget
-(about 27 Chinese characters or 35 English words)."""
+EMBEDDED_MAX_TOKENS = EMBEDDED.max_tokens
+"""Cap for the embedded demo model (``EMBEDDED.max_tokens``, see :mod:`.profiles`)."""
 
 
-@dataclass(frozen=True)
-class CandidateRow:
-    """One model answer to one supporter turn (a line of ``candidates.jsonl``)."""
-
-    item_id: str
-    model: str
-    reply: str
-    """The answer without its strategy label; empty when the model wrote only a label."""
-    raw: str
-    """The model's whole answer, kept so it can be re-parsed without new calls."""
-    predicted_strategy: str | None
-    """Strategy code parsed from ``raw``; None when it carried no valid label."""
-    setting: Setting
-
-    @classmethod
-    def from_answer(cls, item_id: str, model: str, raw: str, setting: Setting) -> CandidateRow:
-        code, reply = parse_reply(raw)
-        return cls(item_id, model, reply, raw, code, setting)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+def answer_row(item_id: str, model: str, raw: str, setting: Setting) -> CandidateRow:
+    """The candidate row of a model's whole answer (strategy label parsed off)."""
+    code, reply = parse_reply(raw)
+    return CandidateRow(item_id, model, reply, raw, code, setting)
 
 
 @dataclass(frozen=True)
@@ -110,7 +96,7 @@ class GenerationResult:
     def summary(self) -> str:
         """One line: items, metrics, time (and the demo label for the embedded model)."""
         shown = " ".join(f"{k} {v:.2f}" for k, v in self.metrics.items())
-        label = f" [{EMBEDDED_LABEL}]" if self.embedded else ""
+        label = f" [{EMBEDDED.label}]" if self.embedded else ""
         return (f"{self.model} {self.setting}: n={self.n} ({self.new_rows} new) {shown} "
                 f"in {self.elapsed_s:.1f}s{label}")
 
@@ -122,15 +108,22 @@ class CandidateStore:
     other malformed line, or a row for another model or setting, is a :class:`DataError`.
     """
 
-    def __init__(self, out: str | os.PathLike[str], model: str, setting: Setting) -> None:
+    def __init__(self, out: str | os.PathLike[str], model: str, setting: Setting,
+                 source: dict[str, Any] | None = None) -> None:
         self.path = Path(out) / CANDIDATES_FILE
         self.model, self.setting = model, setting
         self.rows: dict[str, CandidateRow] = {}
+        if source is not None:
+            _check_source(Path(out) / CANDIDATES_SOURCE_FILE, source, self.path.exists())
         if self.path.exists():
             self._load()
 
     def _load(self) -> None:
-        text = self.path.read_text(encoding="utf-8")
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"not UTF-8 text ({exc.reason}); use another --out",
+                            path=str(self.path)) from None
         lines = text.split("\n")
         if lines and lines[-1] == "":
             lines.pop()
@@ -143,9 +136,12 @@ class CandidateStore:
 
     def _add_loaded(self, line: str, lineno: int) -> None:
         try:
-            obj = json.loads(line)
+            obj = parse_json(line)
             row = CandidateRow(**obj)
-        except (json.JSONDecodeError, TypeError) as exc:
+            if not all(isinstance(getattr(row, name), str)
+                       for name in ("item_id", "model", "setting", "reply", "raw")):
+                raise TypeError("a field that must be text is not")
+        except (DataError, TypeError) as exc:
             raise DataError(f"not a candidate row ({exc}); remove the line or use another "
                             "--out", path=str(self.path), line=lineno) from None
         if (row.model, row.setting) != (self.model, self.setting):
@@ -163,6 +159,23 @@ class CandidateStore:
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(row.to_json() + "\n")
         self.rows[row.item_id] = row
+
+
+def _check_source(path: Path, source: dict[str, Any], have_rows: bool) -> None:
+    """Replies in a folder are reused only for the same model, endpoint and settings."""
+    if path.is_file() and have_rows:
+        try:
+            recorded = read_json(path, root=None)
+        except DataError:
+            recorded = None
+        if recorded != source:
+            changed = sorted(k for k in source if not isinstance(recorded, dict)
+                             or recorded.get(k) != source[k])
+            raise UserError(f"{str(path.parent)!r} holds replies asked with other "
+                            f"{', '.join(changed) or 'settings'} ({path.name}): use another "
+                            "--out, or delete its candidates.jsonl to start over")
+    if not path.is_file() or not have_rows:
+        write_json_atomic(path, source)
 
 
 def generated_context(conversation: Conversation, turn_index: int,
@@ -210,7 +223,7 @@ class _Run:
                           api_base=self.api_base, temperature=0.0, max_tokens=self.max_tokens,
                           stop=self.stop)
         response: Response = await self.client.complete(request)
-        row = CandidateRow.from_answer(example.item_id, self.name, response.text, self.setting)
+        row = answer_row(example.item_id, self.name, response.text, self.setting)
         self.store.append(row)
         self.advance()
         return row
@@ -280,35 +293,39 @@ async def generate_async(
     if concurrency < 1 or (max_tokens is not None and max_tokens < 1):
         raise UserError(f"need concurrency >= 1 and max_tokens >= 1, got "
                         f"concurrency={concurrency!r}, max_tokens={max_tokens!r}")
-    cap = max_tokens or (EMBEDDED_MAX_TOKENS if is_embedded(model) else DEFAULT_MAX_TOKENS)
-    started = time.perf_counter()
-    name = name or model
-    store = CandidateStore(out, name, setting)
-    examples = [ex for conv in conversations for ex in expand(conv)]
-    scope = {ex.item_id for ex in examples}
-    before = sum(1 for item in store.rows if item in scope)
-    bar = _progress_bar(len(examples), before, setting, progress)
-    stops = tuple(stop) if stop else None
-    run = _Run(client, model, name, api_base, setting, cap, stops, store,
-               lambda: bar.update(1), guard)
-    try:
-        if setting == "reference":
-            todo = [ex for ex in examples if ex.item_id not in store.rows]
-            await _run_all((functools.partial(run.ask, ex, ex.context) for ex in todo),
-                           concurrency)
-        else:
-            await _run_all((functools.partial(run.dialogue, conv) for conv in conversations),
-                           concurrency)
-    finally:
-        bar.close()
-    metrics = score_candidates(examples, store.rows)
-    generation = {"temperature": 0.0, "max_tokens": cap, "stop": list(stops or []),
-                  "dialogues": len(conversations), "data": data}
-    metrics_path = _write_metrics(Path(out), name, setting, len(examples), metrics, generation,
-                                  embedded=is_embedded(model))
-    return GenerationResult(name, setting, len(examples), metrics, is_embedded(model),
-                            store.path, metrics_path, len(scope & store.rows.keys()) - before,
-                            time.perf_counter() - started)
+    with folder_lock(out):
+        cap = max_tokens or (EMBEDDED.max_tokens if EMBEDDED.matches(model) else DEFAULT_MAX_TOKENS)
+        started = time.perf_counter()
+        name = name or model
+        source = {"model": model, "endpoint": "embedded" if EMBEDDED.matches(model)
+                  else api_base or "default", "max_tokens": cap, "stop": list(stop or []),
+                  "setting": setting}
+        store = CandidateStore(out, name, setting, source)
+        examples = [ex for conv in conversations for ex in expand(conv)]
+        scope = {ex.item_id for ex in examples}
+        before = sum(1 for item in store.rows if item in scope)
+        bar = _progress_bar(len(examples), before, setting, progress)
+        stops = tuple(stop) if stop else None
+        run = _Run(client, model, name, api_base, setting, cap, stops, store,
+                   lambda: bar.update(1), guard)
+        try:
+            if setting == "reference":
+                todo = [ex for ex in examples if ex.item_id not in store.rows]
+                await _run_all((functools.partial(run.ask, ex, ex.context) for ex in todo),
+                               concurrency)
+            else:
+                await _run_all((functools.partial(run.dialogue, conv) for conv in conversations),
+                               concurrency)
+        finally:
+            bar.close()
+        metrics = score_candidates(examples, store.rows)
+        generation = {"temperature": 0.0, "max_tokens": cap, "stop": list(stops or []),
+                      "dialogues": len(conversations), "data": data}
+        metrics_path = _write_metrics(Path(out), name, setting, len(examples), metrics, generation,
+                                      embedded=EMBEDDED.matches(model))
+        return GenerationResult(name, setting, len(examples), metrics, EMBEDDED.matches(model),
+                                store.path, metrics_path, len(scope & store.rows.keys()) - before,
+                                time.perf_counter() - started)
 
 
 def _write_metrics(out: Path, model: str, setting: Setting, n: int, metrics: dict[str, float],
@@ -317,7 +334,7 @@ def _write_metrics(out: Path, model: str, setting: Setting, n: int, metrics: dic
     payload = {
         "model": model, "setting": setting, "n": n, "metrics": metrics,
         "tokenization": TOKENIZATION, "embedded": embedded,
-        "label": EMBEDDED_LABEL if embedded else None, "generation": generation,
+        "label": EMBEDDED.label if embedded else None, "generation": generation,
     }
     out.mkdir(parents=True, exist_ok=True)
     path = out / METRICS_FILE
@@ -326,7 +343,7 @@ def _write_metrics(out: Path, model: str, setting: Setting, n: int, metrics: dic
 
 
 def generate(
-    model: str = EMBEDDED_MODEL, *, out: str | os.PathLike[str], setting: Setting = "reference",
+    model: str = EMBEDDED.model, *, out: str | os.PathLike[str], setting: Setting = "reference",
     api_base: str | None = None, data: str | None = None, limit: int | None = None,
     concurrency: int | None = None, max_tokens: int | None = None,
     stop: Sequence[str] | None = None, cache_path: str | os.PathLike[str] | None = None,
@@ -341,29 +358,31 @@ def generate(
     worker in the generated setting (each worker reuses only its previous prompt).
     Callers already inside an event loop use :func:`generate_async`.
     """
-    from .llm import Client
+    from .llm import Client, check_model
 
+    check_model(model)
     if limit is not None and limit < 1:
         raise UserError(f"limit must be >= 1 dialogue, got {limit!r}")
     if concurrency is not None and concurrency < 1:
         raise UserError(f"concurrency must be >= 1, got {concurrency!r}")
-    if is_embedded(model):
-        model = EMBEDDED_MODEL  # one spelling, so rows and cache keys agree
+    if EMBEDDED.matches(model):
+        model = EMBEDDED.model  # one spelling, so rows and cache keys agree
     spec = data_spec(data)
     conversations = load_conversations(spec)[:limit]
-    local = is_embedded(model) and api_base is None
+    local = EMBEDDED.matches(model) and api_base is None
 
     async def main(base: str | None, guard: Callable[[], None] | None,
                    width: int) -> GenerationResult:
         async with Client(cache_path=cache_path, cache_mode=cache_mode, concurrency=width,
-                          timeout=timeout or (600.0 if local else 120.0)) as client:
+                          timeout=timeout or (EMBEDDED.timeout_s if local else 120.0)) as client:
             return await generate_async(
                 conversations, model=model, client=client, out=out, setting=setting,
                 api_base=base, max_tokens=max_tokens, stop=stop, concurrency=width,
                 progress=progress, data=spec, guard=guard)
 
     if not local:
-        return asyncio.run(main(api_base, None, concurrency or (1 if is_embedded(model) else 8)))
+        width = concurrency or (1 if EMBEDDED.matches(model) else 8)
+        return asyncio.run(main(api_base, None, width))
     from .llm.local import local_server
 
     with local_server(log_dir=out) as server:

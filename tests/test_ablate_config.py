@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,8 +11,10 @@ import pytest
 from csc_harness.ablate import cell_folder, cell_name, expand_grid, load_ablation
 from csc_harness.cli import main
 from csc_harness.errors import DataError, UserError
+from csc_harness.llm import StubServer, default_cache_path
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ablation.yaml"
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "ablation.yaml"
 BASE = "candidates: replies.jsonl\njudges: [openai/judge-a]\n"
 
 
@@ -89,7 +93,20 @@ def test_the_documented_example_loads():
     config = load_ablation(EXAMPLE)
     assert len(config.cells) == 16
     assert config.baseline == config.cells[0].name
-    assert config.max_cost == 5.0 and config.analysis["rounds"] == 1000
+    assert config.max_cost == 8.0 and config.analysis["rounds"] == 1000
+    assert config.controls == ("gold", "mismatch", "padded") and config.control_dialogues == 6
+
+
+def test_every_path_the_example_names_exists_in_the_repository():
+    config = load_ablation(EXAMPLE)
+    paths = [*config.candidates, config.human, config.judging.get("prompts"),
+             config.data if config.data and not config.data.startswith(("hf:", "bundled:"))
+             else None]
+    named = [Path(p) for p in paths if p is not None]
+    assert named and all(p.exists() for p in named), [str(p) for p in named if not p.exists()]
+    assert all(p.is_relative_to(EXAMPLE.parents[1]) for p in named)
+    # a cache inside the repository would be written by every run
+    assert "cache" not in config.client
 
 
 @pytest.mark.parametrize(("text", "field", "fragment"), [
@@ -160,3 +177,62 @@ def test_cli_turns_a_bad_config_into_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "grid.mode[0]" in err and str(path) in err
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------- the shipped example, run
+
+
+def repo_copy(root: Path, every: int = 1) -> Path:
+    """``examples/`` and the committed demo replies the example names, laid out as in the
+    repository (so nothing a run writes can reach the real one); ``every``: keep every
+    n-th reply only."""
+    shutil.copytree(REPO / "examples", root / "examples")
+    shutil.copytree(REPO / "results" / "demo" / "lm_eval", root / "results" / "demo" / "lm_eval")
+    for samples in (root / "results").rglob("samples_*.jsonl"):
+        lines = samples.read_text(encoding="utf-8").splitlines(keepends=True)
+        samples.write_text("".join(lines[::every]), encoding="utf-8")
+    return root / "examples" / "ablation.yaml"
+
+
+def files(*roots: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for root in roots for p in root.rglob("*")}
+
+
+def test_the_example_dry_run_prints_the_plan_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    repo_copy(tmp_path / "repo", every=10)  # 45 of the 447 replies: token counting is slow
+    monkeypatch.chdir(tmp_path / "repo")
+    before = files(tmp_path)
+    assert main(["ablate", "--config", "examples/ablation.yaml", "--out", "out/ablation",
+                 "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert files(tmp_path) == before and not default_cache_path().exists()
+    assert len(lines) == 17 and all(line.startswith("dry run · ") for line in lines)
+    # 45 replies + gold, mismatch and padded on the 6 items of its 6 control dialogues
+    replies = 45 + 3 * 6
+    assert lines[0].startswith("dry run · template=default,mode=separate,reference_guided="
+                               f"false,verdict=rationale_first: {replies * 3} provider calls")
+    assert lines[-1].startswith(f"dry run · total: {replies * (8 * 3 + 8)} provider calls · "
+                                "up to $")
+
+
+def test_the_example_runs_as_shipped_with_only_its_judge_pointed_at_a_stub(tmp_path,
+                                                                          monkeypatch):
+    support = pytest.importorskip("test_judge_support", reason="the judge suite's fake judge")
+    config = repo_copy(tmp_path / "repo", every=100)  # 5 replies from 5 dialogues
+    monkeypatch.chdir(tmp_path / "repo")
+    args = ["ablate", "--config", "examples/ablation.yaml", "--out", "out/ablation",
+            "--no-progress"]
+    with StubServer(support.fake_judge) as stub:
+        config.write_text(config.read_text(encoding="utf-8") + f"api_base: {stub.base_url}\n",
+                          encoding="utf-8")
+        assert main(args) == 0
+        first = len(stub.requests)
+        assert main(args) == 0
+    replies = 5 + 3 * 5  # and gold, mismatch and padded on each (6 control dialogues > 5)
+    assert first == replies * (8 * 3 + 8) and len(stub.requests) == first  # re-run is free
+    result = json.loads((tmp_path / "repo" / "out" / "ablation" / "ablation.json").read_text())
+    assert len(result["variants"]) == 16 and result["baseline"] == load_ablation(
+        config).cells[0].name
+    assert all(v["status"]["invalid_rate"] == 0.0 for v in result["variants"])
+    # no human ratings ship: the cells are ranked by how well each tells the controls apart
+    assert result["ranked_by"] == "discrimination" and len(result["ranking"]) == 16

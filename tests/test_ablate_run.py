@@ -82,9 +82,12 @@ def stub(offline):
 
 
 def write_config(folder: Path, stub: StubServer, inputs: Path, body: str = GRID,
-                 cache: str = "cache.sqlite") -> Path:
+                 cache: str = "cache.sqlite", human: bool = True) -> Path:
+    """A config over the inputs; no control replies unless ``body`` sets ``controls``."""
     path = folder / "ablation.yaml"
-    path.write_text(f"candidates: {inputs / 'candidates.jsonl'}\nhuman: {inputs / 'human.csv'}"
+    body = body if "controls:" in body else body + "controls: none\n"
+    rated = f"\nhuman: {inputs / 'human.csv'}" if human else ""
+    path.write_text(f"candidates: {inputs / 'candidates.jsonl'}{rated}"
                     f"\napi_base: {stub.base_url}\ncache: {cache}\nmax_tries: 1\n"
                     f"analysis: {{rounds: 200}}\n" + ("" if "judge:" in body else
                                                       "judges: [openai/gpt-4o-mini]\n") + body,
@@ -246,3 +249,25 @@ def test_max_cost_is_a_budget_for_the_whole_ablation(ablated, stub, inputs, tmp_
     assert "[1/2] template=default: 54 judgments (54 ok)" in captured.out
     assert "cell 'template=scale10' stopped" in captured.err
     assert "stopped before exceeding" in captured.err and "max_cost in its config" in captured.err
+
+
+@pytest.mark.parametrize("human", [pytest.param(True, id="with-humans"),
+                                   pytest.param(False, id="without-humans")])
+def test_control_replies_give_each_cell_its_discrimination(stub, inputs, tmp_path, human):
+    body = "grid: {template: [default, scale10]}\ncontrols: [mismatch, padded]\n"
+    config = write_config(tmp_path, stub, inputs, body, human=human)
+    assert ablate(config, tmp_path / "out") == 0
+    result = json.loads((tmp_path / "out" / "ablation.json").read_text())
+    for v in result["variants"]:
+        dims = v["discrimination"]["dimensions"]
+        assert set(dims) == set(DIMENSIONS)
+        assert all(0 <= d["discrimination"] <= 1 and d["n"] > 0 for d in dims.values())
+        assert v["leaderboard"]["n_models"] == 3  # the controls are not models
+    md = (tmp_path / "out" / "ablation.md").read_text()
+    assert "## Discrimination" in md
+    if human:
+        assert result["ranked_by"] is None and "Empathy vs humans" in md
+    else:
+        assert result["ranked_by"] == "discrimination"
+        assert sorted(v["rank"] for v in result["variants"]) == [1, 2]
+        assert "ranked by discrimination" in md

@@ -57,7 +57,7 @@ def result(judged):
 
 
 def test_result_has_the_documented_shape(result):
-    assert set(result) == {"item", "system"}
+    assert set(result) == {"item", "system", "ratings"}
     for level in ("item", "system"):
         assert set(result[level]) == {"judge-a", "judge-b", "panel"}
         entry = result[level]["panel"]["empathy"]

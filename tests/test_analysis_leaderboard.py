@@ -172,7 +172,6 @@ def test_board_is_json_serialisable_without_nan(board):
 @pytest.mark.parametrize(("rows", "message"), [
     pytest.param([absolute_row(status="invalid", score=None)], "no usable 'score' in 1 "
                  "judgment rows (invalid 1)", id="all-invalid"),
-    pytest.param([pairwise_row()], "pairwise rows alone", id="pairwise-only"),
 ])
 def test_nothing_to_score_is_a_user_error_that_says_why(tmp_path, rows, message):
     with pytest.raises(UserError, match=re.escape(message)):
@@ -183,3 +182,35 @@ def test_weighted_scores_can_be_ranked_instead(tmp_path):
     rows = [absolute_row(score=4.0, weighted_score=3.2)]
     board = leaderboard(load(tmp_path, rows), rounds=10, score="weighted_score")
     assert board["models"][0]["scores"]["judge-x"]["empathy"]["mean"] == 3.2
+
+
+def _pair(item, a, b, order, winner):
+    return pairwise_row(item_id=item, conversation_id=item.split(":")[0], model_a=a,
+                        model_b=b, model=f"{a} vs {b}", order=order, winner=winner)
+
+
+def test_pairwise_rows_alone_make_a_board_with_win_rates(tmp_path):
+    rows = [_pair(f"d{i}:1", "base", "x", o, "b") for i in range(4) for o in ("ab", "ba")]
+    board = leaderboard(load(tmp_path, rows), rounds=50)
+    assert [m["model"] for m in board["models"]] == ["base", "x"]
+    assert all(m["rank"] is None for m in board["models"])
+    (rates,) = board["pairwise"]["win_rates"]
+    assert rates["model"] == "x" and rates["win"]["value"] == 1.0
+    assert board["bias"]["position"][0]["consistency"] == 1.0
+    json.dumps(board, allow_nan=False)
+
+
+def test_scores_and_pairwise_share_one_board_with_a_chosen_baseline(tmp_path):
+    rows = list(synthetic_rows(("a", "b", "c"), dialogues=4, turns=2, seed=2))
+    rows += [_pair(f"conv0000{d}:1", m, "c", o, "a") for d in range(4)
+             for m in ("a", "b") for o in ("ab", "ba")]
+    board = leaderboard(load(tmp_path, rows), rounds=50, baseline="c")
+    assert board["models"][0]["rank"] == 1
+    assert board["pairwise"]["baseline"] == "c"
+    assert {r["model"]: r["win"]["value"] for r in board["pairwise"]["win_rates"]} == {
+        "a": 1.0, "b": 1.0}
+
+
+def test_a_baseline_without_pairwise_rows_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="needs pairwise judgments"):
+        leaderboard(load(tmp_path, [absolute_row()]), rounds=10, baseline="model-a")

@@ -6,6 +6,13 @@ from csc_harness.cli import main
 from csc_harness.data import expand, load_conversations, load_file, load_sample, statistics
 from csc_harness.errors import DataError
 
+
+@pytest.fixture(autouse=True)
+def _no_stage_map(monkeypatch):
+    """``--stage-map`` exports CSC_STAGE_MAP; start without one and restore it after."""
+    monkeypatch.setenv("CSC_STAGE_MAP", "")
+
+
 DIALOGUE = [
     {"speaker": "客户", "text": "你好，我的银行卡被锁了。"},
     {"speaker": "客服", "strategy": "策略1 礼貌问候", "text": "您好，很高兴为您服务。"},
@@ -127,8 +134,9 @@ def test_missing_file_says_how_to_fix(tmp_path):
 
 def test_hub_offline_error_points_to_a_local_file(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    with pytest.raises(DataError, match="hf:DianJin/DianJin-CSC-Data.*set CSCONV_DATA="):
+    with pytest.raises(DataError, match="hf:DianJin/DianJin-CSC-Data.*set CSCONV_DATA=") as err:
         load_conversations("hf:DianJin/DianJin-CSC-Data")
+    assert "\n" not in str(err.value)
 
 
 def test_bundled_sample_meets_its_promises():
@@ -159,6 +167,7 @@ def test_data_check_json_prints_statistics(tmp_path, capsys):
         "strategies": {"GT": 1, "PR": 1, "OT": 1},
         "stages": {"Exploring": 2, "Connecting": 1},
         "topics": {"账户交易": 1}, "languages": {"zh": 1},
+        "source": str(path), "warnings": [],
     }
 
 

@@ -56,15 +56,14 @@ def test_generate_writes_candidates_metrics_and_a_summary(tmp_path, data_path, c
 
 def test_a_provider_failure_exits_1_keeps_finished_rows_and_resumes(tmp_path, data_path,
                                                                       capsys):
-    script = ["[PS] one", "[PS] two", StubReply(status=400, text="bad request")]
-    with StubServer(script) as stub:
+    script = ["[PS] one", "[PS] two", StubReply(status=400, text="bad request"), "[ID] three"]
+    with StubServer(script) as stub:  # one endpoint: a resume never mixes servers
         code = main(generate_args(stub, data_path, tmp_path / "out", "--concurrency", "1"))
-    assert code == 1
-    assert "re-run the same command to resume" in capsys.readouterr().err
-    assert len(lines(tmp_path / "out" / "candidates.jsonl")) == 2
-    with StubServer(["[ID] three"]) as stub:
+        assert code == 1
+        assert "re-run the same command to resume" in capsys.readouterr().err
+        assert len(lines(tmp_path / "out" / "candidates.jsonl")) == 2
         assert main(generate_args(stub, data_path, tmp_path / "out")) == 0
-        assert len(stub.requests) == 1
+        assert len(stub.requests) == 4
     rows = [json.loads(line) for line in lines(tmp_path / "out" / "candidates.jsonl")]
     assert sorted(r["item_id"] for r in rows) == ["d1:1", "d1:3", "d2:1"]
 

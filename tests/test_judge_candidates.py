@@ -143,9 +143,9 @@ def test_model_name_falls_back_to_model_args(data_file, tmp_path):
 
 @pytest.mark.parametrize("kwargs, message, field", [
     pytest.param({"samples": False}, "run lm-eval with --log_samples", None, id="no-samples"),
-    pytest.param({"doc_edit": {"turn_index": "3"}}, "expected int", "doc.turn_index",
+    pytest.param({"doc_edit": {"turn_index": "3"}}, "differs from", "doc.turn_index",
                  id="bad-doc-field"),
-    pytest.param({"doc_edit": {"strategy": "XX"}}, "unknown strategy code", "doc.strategy",
+    pytest.param({"doc_edit": {"strategy": "XX"}}, "differs from", "doc.strategy",
                  id="bad-gold-strategy"),
     pytest.param({"row_edit": {"filtered_resps": [None]}}, "answer as a string",
                  "filtered_resps", id="no-answer"),
@@ -176,7 +176,8 @@ def test_a_rerun_in_the_same_lm_eval_folder_uses_the_newest_samples(data_file, t
         doc = next(ex.to_doc() for ex in load_examples() if ex.item_id == "z1:1")
         (folder / f"samples_csconv_reply_{date}.jsonl").write_text(json.dumps(
             {"doc": doc, "filtered_resps": [reply]}, ensure_ascii=False) + "\n")
-    (cand,) = read_lm_eval_folder(tmp_path / "out")
+    examples = {ex.item_id: ex for ex in load_examples()}
+    (cand,) = read_lm_eval_folder(tmp_path / "out", examples)
     assert cand.reply == "new"
 
 

@@ -52,7 +52,7 @@ def test_judge_prints_a_line_per_judge_and_dimension_and_the_output_paths(tmp_pa
     pytest.param(["--samples", "0"], "samples must be", id="bad-samples"),
     pytest.param(["--samples", "3", "--temperature", "0"], "temperature > 0", id="k-at-t0"),
     pytest.param(["--concurrency", "0"], "need concurrency >= 1", id="bad-concurrency"),
-    pytest.param(["--pairwise"], "exactly two candidate models", id="pairwise-one-model"),
+    pytest.param(["--pairwise"], "at least two candidate models", id="pairwise-one-model"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, extra, message):
     with StubServer([]) as stub:

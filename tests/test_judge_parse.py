@@ -24,10 +24,12 @@ THREE = ["strategy_adherence", "empathy", "problem_resolution"]
     pytest.param("评分：4", "ok", 4.0, id="chinese-score-line"),
     pytest.param("On a scale of 1 to 5 this deserves careful thought.\nScore: 2", "ok", 2.0,
                  id="first-number-is-not-the-score"),
-    pytest.param('{"score": 5}\nOn reflection that was generous.\n{"score": 3}', "ok", 3.0,
-                 id="last-verdict-wins"),
-    pytest.param('Score: 5\n{"rationale": "after all", "score": 2}', "ok", 2.0,
-                 id="last-verdict-wins-across-forms"),
+    pytest.param('{"score": 5}\nOn reflection that was generous.\n{"score": 3}', "invalid",
+                 None, id="conflicting-verdicts-are-invalid"),
+    pytest.param('Score: 5\n{"rationale": "after all", "score": 2}', "invalid", None,
+                 id="conflicting-verdicts-across-forms"),
+    pytest.param('Score: 4\n{"rationale": "agreed", "score": 4}', "ok", 4.0,
+                 id="agreeing-verdicts-across-forms"),
     pytest.param('{"rationale": "Good.", "score": 7}', "invalid", None, id="out-of-range"),
     pytest.param('{"rationale": "Good.", "score": 0}', "invalid", None, id="below-range"),
     pytest.param('{"score": 3.5}', "invalid", None, id="not-whole"),
@@ -83,11 +85,13 @@ def test_a_bare_score_does_not_count_for_several_dimensions():
     pytest.param('{"rationale": "A is concrete.", "winner": "A"}', "A", id="json-a"),
     pytest.param('{"winner": "tie"}', "tie", id="json-tie"),
     pytest.param("Both fine.\nWinner: B", "B", id="line"),
-    pytest.param("Assistant A is better. [[A]]\nWait, re-reading: [[C]]", "tie", id="mt-bench-last"),
+    pytest.param("Assistant A is better. [[A]]\nWait, re-reading: [[C]]", None,
+                 id="mt-bench-conflict"),
+    pytest.param("Assistant A is better. [[A]]\nWinner: A", "A", id="mt-bench-agreeing"),
 ])
 def test_pairwise_verdicts(answer, winner):
     verdict = parse_pairwise(answer)
-    assert (verdict.status, verdict.winner) == ("ok", winner)
+    assert (verdict.status, verdict.winner) == ("ok" if winner else "invalid", winner)
 
 
 def test_pairwise_nonsense_winner_is_invalid():

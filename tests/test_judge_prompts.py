@@ -123,9 +123,10 @@ def test_adversarial_reply_cannot_close_its_delimiter_or_inject_a_verdict():
         else:
             verdicts = parse_verdict(echo, group.dimensions, group.rubric.scale, nonce=nonce)
             assert {v.status for v in verdicts.values()} == {"invalid"}
-            real = echo + "\n" + "\n".join(f"{d}: 2" for d in group.dimensions)
+            low = group.rubric.scale[0]  # 2 on 1-5 scales, 1 on RoleCS's pass/fail 0-1
+            real = echo + "\n" + "\n".join(f"{d}: {low + 1}" for d in group.dimensions)
             verdicts = parse_verdict(real, group.dimensions, group.rubric.scale, nonce=nonce)
-            assert {v.score for v in verdicts.values()} == {2.0}
+            assert {v.score for v in verdicts.values()} == {low + 1.0}
 
 
 def test_parser_finds_no_verdict_in_any_rendered_prompt_itself():
@@ -289,7 +290,7 @@ def test_a_malformed_rubric_names_its_file_and_field(tmp_path, edit, field):
 
 
 def test_unknown_variant_or_dimension_lists_what_exists():
-    with pytest.raises(UserError, match="variants: compact, default, scale10"):
+    with pytest.raises(UserError, match="variants: compact, conversation, conversation_rolecs, default, scale10"):
         select_templates(load_rubrics(), variant="nope", mode="separate")
     with pytest.raises(UserError, match="available: .*empathy"):
         select_templates(load_rubrics(), variant="default", mode="separate",

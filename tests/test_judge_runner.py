@@ -330,12 +330,29 @@ def test_pairwise_judges_both_orders_and_reports_inconsistency(tmp_path):
     assert tally["inconsistency_rate"] == 0.5 and tally["win_rate_a"] == 0.75
 
 
-def test_pairwise_needs_exactly_two_models(tmp_path):
-    from csc_harness.errors import UserError
+@pytest.mark.parametrize(("options", "pairs"), [
+    pytest.param({}, {("a", "b"), ("a", "c")}, id="baseline-first-model"),
+    pytest.param({"baseline": "c"}, {("a", "c"), ("b", "c")}, id="baseline-named"),
+    pytest.param({"all_pairs": True}, {("a", "b"), ("a", "c"), ("b", "c")}, id="all-pairs"),
+])
+def test_pairwise_with_three_models_compares_the_planned_pairs(options, pairs):
+    from csc_harness.judge.plan import Plan
+    from csc_harness.judge.rubrics import load_rubrics
 
-    with pytest.raises(UserError, match="exactly two candidate models, got 3"):
-        run(JudgeConfig(judges=("openai/j",), pairwise=True),
-            candidates(1, models=("a", "b", "c")), tmp_path / "out")
+    config = JudgeConfig(judges=("openai/j",), pairwise=True, **options)
+    plan = Plan(config, candidates(1, models=("a", "b", "c")), load_rubrics(None))
+    assert {job.pair for job in plan} == pairs
+    assert len(plan) == 2 * len(pairs) * len(plan.groups) and plan.unpaired == 0
+
+
+def test_an_unknown_pairwise_baseline_is_a_user_error():
+    from csc_harness.errors import UserError
+    from csc_harness.judge.plan import Plan
+    from csc_harness.judge.rubrics import load_rubrics
+
+    with pytest.raises(UserError, match="--baseline 'z' is not a candidate model"):
+        Plan(JudgeConfig(judges=("openai/j",), pairwise=True, baseline="z"),
+             candidates(1, models=("a", "b", "c")), load_rubrics(None))
 
 
 def test_weighted_scores_come_from_the_score_tokens_logprobs(tmp_path):
@@ -386,3 +403,16 @@ def test_max_cost_with_an_unpriced_judge_is_refused_up_front(tmp_path):
         with pytest.raises(UserError, match="--max-cost needs prices.*'openai/judge'"):
             run(config(stub, max_cost=1.0), candidates(1), tmp_path / "out")
         assert stub.requests == []
+
+
+def test_logprobs_a_server_does_not_return_are_said_not_dropped(tmp_path):
+    with StubServer(fake_judge) as stub:  # the stub sends no logprobs unless scripted to
+        result = run(config(stub, logprobs=5), candidates(1), tmp_path / "out")
+    rows = read_rows(tmp_path / "out")
+    assert all(r["weighted_score"] is None for r in rows)
+    [note] = result.lines
+    assert "--logprobs 5" in note and "6 of 6" in note
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["notes"] == [note]
+    from csc_harness.analysis import leaderboard, load_judgments
+
+    assert note in leaderboard(load_judgments([tmp_path / "out"]), rounds=20)["notes"]

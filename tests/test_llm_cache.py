@@ -129,7 +129,8 @@ def test_a_row_keeps_the_request_body_and_original_cost_for_audits(tmp_path: Pat
     assert stored["cost_usd"] == 0.0012 and stored["latency_s"] == 0.25
     assert set(stored) == {"text", "response_model", "finish_reason", "prompt_tokens",
                            "completion_tokens", "cost_usd", "latency_s", "top_logprobs",
-                           "structured"}
+                           "structured", "deployment", "cached_tokens", "cache_write_tokens",
+                           "batch"}
 
 
 def test_get_many_returns_only_present_keys_across_chunks(tmp_path: Path) -> None:

@@ -164,7 +164,8 @@ def test_a_timeout_then_an_answer_succeeds(tmp_path: Path) -> None:
     assert response.text == "fine" and response.attempts == 2
 
 
-def test_connection_refused_is_retried_then_reported(tmp_path: Path) -> None:
+def test_connection_refused_is_retried_then_reported_as_a_connection_failure(
+        tmp_path: Path) -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -173,6 +174,7 @@ def test_connection_refused_is_retried_then_reported(tmp_path: Path) -> None:
     client = make_client(tmp_path, max_tries=3)
     error = fail(client, request)
     assert client.stats.attempts == 3 and f"127.0.0.1:{port}" in str(error)
+    assert "connection failed" in str(error) and "HTTP 500" not in str(error)
 
 
 def test_a_missing_provider_key_is_not_retried(tmp_path: Path) -> None:
@@ -428,6 +430,70 @@ def test_the_api_key_never_reaches_files_logs_or_errors(
     for text in [caplog.text, out, err, *errors, repr(client)]:
         assert FAKE_KEY not in text and FAKE_KEY[8:] not in text
     assert "***" in errors[0]
+
+
+ENV_KEY = "envkey-FAKE-0123456789-not-key-shaped"
+
+
+@pytest.mark.parametrize("url", [
+    pytest.param("http://user:{key}@127.0.0.1:{port}/v1", id="userinfo"),
+    pytest.param("http://:{key}@127.0.0.1:{port}/v1", id="password-only"),
+    pytest.param("http://127.0.0.1:{port}/v1?api_key={key}", id="query-api_key"),
+    pytest.param("http://127.0.0.1:{port}/v1?key={key}", id="query-key"),
+])
+def test_a_key_in_the_api_base_url_is_refused_before_any_call(tmp_path: Path, url: str) -> None:
+    from csc_harness.errors import UserError
+
+    with StubServer(["fine"]) as stub:
+        request = ask(stub)
+        base = url.format(key=FAKE_KEY, port=stub.port)
+        with pytest.raises(UserError, match="environment variable") as info:
+            run(make_client(tmp_path), Request(model="openai/judge",
+                                               messages=request.messages, api_base=base))
+        assert stub.requests == []
+    assert FAKE_KEY not in str(info.value) and "\n" not in str(info.value)
+    written = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    assert FAKE_KEY.encode() not in written
+
+
+def test_a_url_without_credentials_is_accepted() -> None:
+    _retry.check_api_base("https://example.openai.azure.com/v1?api-version=2024-06-01")
+    _retry.check_api_base("http://127.0.0.1:8000/v1")
+
+
+def test_judge_refuses_a_key_in_api_base_with_one_line_and_writes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from test_judge_cli import candidate_file
+
+    from csc_harness.cli import main
+
+    with StubServer(["fine"]) as stub:
+        code = main(["judge", "--candidates", str(candidate_file(tmp_path)), "--judge",
+                     "openai/judge", "--api-base",
+                     f"http://u:{FAKE_KEY}@127.0.0.1:{stub.port}/v1",
+                     "--cache", str(tmp_path / "c.sqlite"), "--out", str(tmp_path / "out"),
+                     "--no-progress"])
+        assert stub.requests == []
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "environment variable" in err
+    written = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    assert FAKE_KEY.encode() not in written and FAKE_KEY not in err
+
+
+def test_keys_from_the_environment_and_the_client_are_redacted_from_errors_and_answers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOME_PROVIDER_API_KEY", ENV_KEY)
+    script = [StubReply(status=400, text=f"bad request from {ENV_KEY} / {FAKE_KEY}"),
+              f"your key is {ENV_KEY}, and {FAKE_KEY}"]
+    with StubServer(script) as stub:
+        client = make_client(tmp_path)
+        error = str(fail(client, ask(stub, "one")))
+        [answer] = run(client, ask(stub, "two"))
+    asyncio.run(client.aclose())
+    for text in (error, answer.text):
+        assert ENV_KEY not in text and FAKE_KEY not in text and "***" in text
+    written = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    assert ENV_KEY.encode() not in written
 
 
 def test_redact_hides_explicit_and_key_shaped_secrets() -> None:

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 from sacrebleu.tokenizers.tokenizer_zh import TokenizerZh
 
 from csc_harness.data import load_examples
+from csc_harness.errors import MissingDependency
 from csc_harness.framework import format_reply
 from csc_harness.llm.stub import StubServer
 
@@ -134,3 +136,42 @@ def test_dialogues_metadata_keeps_whole_dialogues(data_file):
                           metadata={"dialogues": 1})
     task = manager.load(["csconv_reply"])["tasks"]["csconv_reply"]
     assert [d["item_id"] for d in task.test_docs()] == ["z1:1", "z1:3"]
+
+
+def load_task(name):
+    from lm_eval.tasks import TaskManager
+
+    manager = TaskManager(include_path=str(ROOT / "tasks"), include_defaults=False)
+    return manager.load([name])["tasks"][name]
+
+
+def test_bertscore_task_builds_when_bert_score_is_importable(data_file, monkeypatch):
+    fake = types.ModuleType("bert_score")
+    monkeypatch.setitem(sys.modules, "bert_score", fake)
+    assert len(list(load_task("csconv_reply_bertscore").test_docs())) == 4
+
+
+def test_a_missing_bert_score_is_reported_when_the_task_is_built(data_file, monkeypatch):
+    monkeypatch.setitem(sys.modules, "bert_score", None)
+    with pytest.raises(MissingDependency, match=r"pip install 'csc-harness\[bertscore\]'"):
+        load_task("csconv_reply_bertscore")
+
+
+BLOCK_BERT_SCORE = "import sys; sys.modules['bert_score'] = None; "
+
+
+def test_a_missing_bert_score_stops_lm_eval_before_any_reply(data_file, tmp_path):
+    with StubServer(answer_by_context(None)) as stub:
+        proc = subprocess.run(
+            [sys.executable, "-c", BLOCK_BERT_SCORE + "from csc_harness.cli import main; "
+             "sys.exit(main())", "lm-eval", "--tasks", "csconv_reply_bertscore",
+             "--model", "local-chat-completions",
+             "--model_args", f"model=stub-model,base_url={stub.base_url}/chat/completions,"
+             "num_concurrent=1,max_retries=1", "--apply_chat_template",
+             "--output_path", str(tmp_path / "out")],
+            capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        )
+    assert proc.returncode == 2
+    assert stub.requests == [], "replies were generated before the missing package was found"
+    assert "pip install 'csc-harness[bertscore]'" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -62,12 +63,16 @@ def wait_until(predicate, timeout: float) -> bool:
     return predicate()
 
 
-async def ask(server, **kwargs) -> str:
+async def answer(server, **kwargs):
     async with Client(cache_mode="off", structured=server.structured, max_tries=1,
                       timeout=120) as client:
         request = Request(model=server.model, api_base=server.base_url, temperature=0.0,
                           **kwargs)
-        return (await client.complete(request)).text
+        return await client.complete(request)
+
+
+async def ask(server, **kwargs) -> str:
+    return (await answer(server, **kwargs)).text
 
 
 @needs_llama
@@ -288,3 +293,55 @@ def test_two_workers_behind_one_url_keep_each_conversation_on_one_worker(tmp_pat
     assert all(len(home) == 1 for home in homes) and homes[0] != homes[1], homes
     assert sorted(placed.values()) == [4, 4]
     assert all(map(gone, server.pids)) and port_closed(server.port)
+
+
+@needs_llama
+@pytest.mark.parametrize("logprobs", [True, False], ids=["logprobs-on", "default"])
+def test_chat_top_logprobs_come_only_from_a_logprobs_server(tmp_path, model_dir, logprobs):
+    """judge --logprobs needs ``serve-local --logprobs``; the default server refuses them
+    (the client then asks without, so weighted scores are null: the judge must say so)."""
+    settings = LocalSettings(logprobs=logprobs, workers=1)
+    with local_server(port=0, log_dir=tmp_path, model_dir=model_dir, settings=settings) as server:
+        response = asyncio.run(answer(server, max_tokens=4, top_logprobs=5, messages=[
+            {"role": "user", "content": "Rate 'Hello!' from 1 to 5. Answer with one digit."}]))
+    if logprobs:
+        assert response.top_logprobs and all(1 <= len(top) <= 6 for top in response.top_logprobs)
+    else:
+        assert response.top_logprobs is None
+
+
+@needs_llama
+def test_serve_local_scoring_prints_the_gguf_command(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "csc_harness.cli", "serve-local", "--scoring", "--port", "0",
+         "--log-dir", str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    output = ""
+    while "Press Ctrl-C" not in output:
+        line = proc.stdout.readline()
+        assert line, output + proc.stderr.read()
+        output += line
+    root = re.search(r"base_url=(http://127\.0\.0\.1:\d+)", output).group(1)
+    assert "--model gguf" in output and "csconv_strategy_mc" in output
+    with urllib.request.urlopen(f"{root}/v1/models", timeout=5) as reply:
+        assert json.load(reply)["data"][0]["id"] == "smollm2-135m-instruct"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0
+
+
+def test_the_embedded_model_is_described_in_one_profile_only():
+    """Its name, label and weights file are spelled in csc_harness/profiles.py alone, and
+    the layers that used to repeat them read the profile."""
+    from csc_harness import framework, rollout
+    from csc_harness.profiles import EMBEDDED
+
+    literals = {f'"{v}"' for v in (EMBEDDED.alias, EMBEDDED.model, EMBEDDED.label,
+                                   EMBEDDED.weights_file, EMBEDDED.weights_package)}
+    package = ROOT / "csc_harness"
+    spelled = [f"{path.relative_to(ROOT)}: {lit}" for path in package.rglob("*.py")
+               if path.name != "profiles.py" for lit in literals if lit in path.read_text()]
+    assert spelled == []
+    assert framework.EMBEDDED_LABEL == EMBEDDED.label
+    assert rollout.EMBEDDED_MAX_TOKENS == EMBEDDED.max_tokens
+    assert LocalSettings().n_ctx == EMBEDDED.context_tokens
+    assert is_embedded(EMBEDDED.alias) and is_embedded(EMBEDDED.model)

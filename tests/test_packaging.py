@@ -51,6 +51,15 @@ def test_wheel_holds_tasks_sample_templates_and_entry_points(wheel):
     assert "[lm_eval.tasks]" in text and "csc-harness = csc_harness.cli:main" in text
 
 
+def test_wheel_ships_the_lm_eval_start_up_hook_at_its_root(wheel):
+    from csc_harness._lm_eval_hook import PTH_LINE, PTH_NAME
+
+    archive = zipfile.ZipFile(wheel)
+    assert archive.read(PTH_NAME).decode() == PTH_LINE
+    record = next(n for n in archive.namelist() if n.endswith(".dist-info/RECORD"))
+    assert f"{PTH_NAME}," in archive.read(record).decode()  # so uninstall removes it
+
+
 def test_installed_wheel_runs_without_the_source_tree(wheel, tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",

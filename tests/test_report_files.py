@@ -14,6 +14,7 @@ from csc_harness.analysis import compare_variants, correlate, leaderboard, load_
 from csc_harness.analysis.synthetic import absolute_row, synthetic_rows, write_jsonl
 from csc_harness.report import (
     correlation_markdown,
+    md_cell,
     report_html,
     write_ablation,
     write_correlation,
@@ -49,13 +50,13 @@ def test_markdown_table_has_dimensions_metrics_and_every_model(written):
     assert "| 8.13 |" in md and "| 36.30 |" in md
     assert "- bleu: sacrebleu corpus BLEU, tokenizer 'zh'" in md
     for m in board["models"]:
-        assert m["model"].replace("|", "\\|") in md
+        assert md_cell(m["model"]) in md
 
 
 def test_markdown_labels_embedded_results_and_escapes_pipes(written):
     md = written[1]["leaderboard.md"]
     assert "smollm2 (embedded demo model: not a quality estimate)" in md
-    assert "evil<b>\\|&model" in md
+    assert "evil&lt;b&gt;\\|&amp;model" in md and "<b>" not in md
 
 
 def test_csv_has_one_row_per_model_with_judge_dimension_columns(written):

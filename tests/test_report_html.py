@@ -119,7 +119,8 @@ def report(tmp_path_factory):
     rows = list(synthetic_rows(MODELS, dialogues=10, turns=4, judges=("gpt-4o", "qwen-max"),
                                seed=6))
     rows = [dict(r, embedded=True) if r["model"] == "smollm2-135m" else r for r in rows]
-    rows += [pairwise_row(item_id=f"conv00000:{i}", order=o, winner=w)
+    rows += [pairwise_row(item_id=f"conv00000:{i}", order=o, winner=w, model_a=MODELS[0],
+                          model_b=MODELS[1], model=f"{MODELS[0]} vs {MODELS[1]}")
              for i, (o, w) in enumerate([("ab", "a"), ("ba", "a"), ("ab", "b")])]
     write_jsonl(iter(rows), folder / "j" / "judgments.jsonl")
     metrics = [{"model": MODELS[0], "setting": "reference", "source": "r.json",
@@ -143,7 +144,8 @@ def test_report_renders_the_table_charts_and_labels_in_chromium(report, tmp_path
     assert "Overall score by stage" in text and "Connecting" in text
     assert "ref BS" in text and "64.30" in text
     assert dom.svgs >= 4 + 2 + 6  # dimension charts, heatmaps, score histograms
-    assert dom.body_attrs.get("data-sortable") == "on"  # the inline script ran
+    assert dom.body_attrs.get("data-sortable") == "on"  # the hashed inline script ran
+    assert "Pairwise comparisons" in text and "Order-inconsistent" in text
     assert page_requests(seen) == []
 
 

@@ -13,7 +13,7 @@ from csc_harness.errors import DataError
 from csc_harness.framework import parse_reply
 from csc_harness.llm.stub import StubReply, StubServer
 from csc_harness.prompting import reply_messages
-from csc_harness.rollout import CandidateRow, generate
+from csc_harness.rollout import answer_row, generate
 
 MODEL = "openai/stub-model"
 DATA = [
@@ -178,15 +178,15 @@ def test_a_second_run_makes_no_request_and_writes_no_duplicate(tmp_path, data_pa
 
 def test_resuming_a_rollout_continues_from_the_replies_on_file(tmp_path, data_path):
     out = tmp_path / "out"
-    with StubServer(Recorder()) as stub:
+    current = [Recorder()]
+    with StubServer(lambda body: current[0](body)) as stub:  # one endpoint for both runs
         run(stub, data_path, out, "generated", concurrency=1, cache_mode="off")
-    rows = rows_of(out)
-    kept = [r for r in rows if r["item_id"] in ("z1:1", "z1:3")]
-    (out / "candidates.jsonl").write_text(
-        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept)
-        + '{"item_id": "z1:4", "mod', encoding="utf-8")  # a line cut short by a kill
-    recorder = Recorder()
-    with StubServer(recorder) as stub:
+        rows = rows_of(out)
+        kept = [r for r in rows if r["item_id"] in ("z1:1", "z1:3")]
+        (out / "candidates.jsonl").write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept)
+            + '{"item_id": "z1:4", "mod', encoding="utf-8")  # a line cut short by a kill
+        recorder = current[0] = Recorder()
         result = run(stub, data_path, out, "generated", concurrency=1, cache_mode="off")
     assert result.new_rows == len(rows) - 2
     z1 = recorder.by_dialogue()["z1"]
@@ -221,7 +221,7 @@ def test_limit_keeps_the_first_dialogues(tmp_path, data_path):
 def test_a_folder_of_another_model_is_refused(tmp_path, data_path):
     out = tmp_path / "out"
     out.mkdir()
-    row = CandidateRow.from_answer("z1:1", "openai/other", "[GT] hi", "generated")
+    row = answer_row("z1:1", "openai/other", "[GT] hi", "generated")
     (out / "candidates.jsonl").write_text(row.to_json() + "\n", encoding="utf-8")
     with StubServer(Recorder()) as stub, pytest.raises(DataError, match="openai/other"):
         run(stub, data_path, out, "generated")

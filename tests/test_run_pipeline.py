@@ -31,7 +31,8 @@ def local_servers() -> list[int]:
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "out"
-    code = main(["run", "--limit", "1", "--rounds", "50", "--no-progress", "--out", str(out)])
+    code = main(["run", "--limit", "1", "--rounds", "50", "--no-progress", "--out", str(out),
+                 "--cache", str(out.parent / "cache" / "llm.sqlite")])
     return code, out
 
 
@@ -46,9 +47,28 @@ def test_default_run_writes_every_output(demo_run):
     turns = len(samples.read_text().splitlines())
     assert turns >= 5
     rows = [json.loads(line) for line in (out / "judge/judgments.jsonl").read_text().splitlines()]
-    assert len(rows) == 3 * turns  # joint mode: one row per dimension
+    models = [r for r in rows if not r["model"].startswith("control:")]
+    assert len(models) == 3 * turns  # joint mode: one row per dimension
+    # beside the model, the default controls on the run's one dialogue (every turn)
+    assert {r["model"] for r in rows} - {r["model"] for r in models} == {
+        "control:gold", "control:mismatch", "control:padded"}
+    assert len(rows) == 4 * 3 * turns
     assert {row["variant"] for row in rows} == {"compact"}
     assert all(row["embedded"] for row in rows)
+
+
+def test_default_run_checks_its_judge_and_reports_it(demo_run):
+    _, out = demo_run
+    run = json.loads((out / "run.json").read_text())
+    (judging,) = [s for s in run["steps"] if s["step"] == "judging"]
+    assert judging["controls"]["kinds"] == ["gold", "mismatch", "padded"]
+    assert judging["controls"]["n_dialogues"] == 1
+    assert run["judge_check"]["findings"]
+    assert (out / "judge_check.json").is_file() and (out / "judge_check.md").is_file()
+    html = (out / "report.html").read_text()
+    assert 'id="judge-check"' in html and 'id="controls-table"' in html
+    board = json.loads((out / "leaderboard.json").read_text())
+    assert board["models"] and not any(m["model"].startswith("control:") for m in board["models"])
 
 
 def test_default_run_is_labelled_as_the_embedded_demo(demo_run):
@@ -71,8 +91,9 @@ def test_server_is_stopped_after_the_run(demo_run):
 def test_rerun_reuses_the_cache(demo_run, capsys):
     code, out = demo_run
     before = (out / "judge/judgments.jsonl").read_text()
+    # the same cache (tests get a fresh HOME each): every reply and verdict is reused
     assert main(["run", "--limit", "1", "--rounds", "50", "--no-progress",
-                 "--out", str(out)]) == 0
+                 "--out", str(out), "--cache", str(out.parent / "cache" / "llm.sqlite")]) == 0
     assert (out / "judge/judgments.jsonl").read_text() == before
     assert local_servers() == []
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .common import add_models_option, add_stage_map_option, apply_models_option, apply_stage_map
+
 EPILOG = """\
 The config names the candidates, the judge(s), optional human ratings and a grid over
 template, mode, reference_guided, verdict and judge (see examples/ablation.yaml). Each cell
 is judged into OUT/cells/<cell>/ through one cache, then the cells are compared into
 OUT/ablation.json, ablation.md and ablation.svg. Re-running resumes; finished cells cost
 nothing. Exit codes: 0 done, 1 a cell's calls failed (re-run to retry), 2 bad input,
-3 stopped by max_cost.
+3 stopped by the budget (--max-cost, else max_cost in the config).
 """
 
 
@@ -28,6 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", required=True, metavar="ABLATION.yaml",
                         help="ablation config (YAML)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_stage_map_option(parser)
+    add_models_option(parser)
+    parser.add_argument("--max-cost", type=float, metavar="USD",
+                        help="budget of the whole ablation, spend recorded in every cell "
+                        "folder included (overrides max_cost in the config; exit code 3)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print calls, tokens and cost per cell; call nothing")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -36,11 +43,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
+    import dataclasses
 
     from ..ablate import analyse_ablation, estimate_ablation, load_ablation, run_ablation
+    from ..errors import UserError
 
+    apply_stage_map(args)
+    apply_models_option(args)
     config = load_ablation(args.config)
-    client = config.make_client()
+    if args.max_cost is not None:
+        if not args.max_cost >= 0:
+            raise UserError(f"--max-cost must be >= 0 USD, got {args.max_cost}")
+        config = dataclasses.replace(config, max_cost=args.max_cost)
+    client = config.make_client(dry_run=args.dry_run)
     if args.dry_run:
         try:
             lines = _estimate_lines(estimate_ablation(config, args.out, client=client))

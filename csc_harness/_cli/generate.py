@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .common import add_models_option, apply_models_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -43,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="output folder (one model and setting per folder)")
+    add_models_option(parser)
     parser.set_defaults(func=run_generate)
 
 
@@ -51,6 +54,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from ..llm.local import EMBEDDED_MODEL
     from ..rollout import generate
 
+    apply_models_option(args)
     try:
         result = generate(
             args.model or EMBEDDED_MODEL, out=args.out, setting=args.setting,
@@ -59,8 +63,12 @@ def run_generate(args: argparse.Namespace) -> int:
             cache_mode=args.cache_mode, progress=not args.no_progress,
         )
     except (ProviderError, CacheMiss) as exc:
-        print(f"csc-harness generate: error: {exc}\nFinished replies are kept in "
-              f"{args.out}; re-run the same command to resume.", file=sys.stderr)
+        from . import resume_command
+
+        print(f"csc-harness generate: error: generating replies stopped: {exc}; finished "
+              f"replies are kept in {args.out}; re-run the same command to resume: "
+              f"{resume_command(args)}",
+              file=sys.stderr)
         return 1
     print(result.summary())
     print(f"wrote {result.candidates_path} and {result.metrics_path}")

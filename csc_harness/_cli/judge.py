@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .common import add_models_option, add_stage_map_option, apply_models_option, apply_stage_map
+
 EPILOG = """\
 API keys come from the provider's environment variable (OPENAI_API_KEY, ANTHROPIC_API_KEY,
 ...) and are never written anywhere. For a vLLM / Ollama / llama.cpp server use
@@ -37,6 +39,8 @@ def _inputs(what: argparse._ArgumentGroup) -> None:
     what.add_argument("--data", metavar="SPEC", help="dataset for JSONL candidates: a file or "
                       "hf:<id> (default: $CSCONV_DATA, else the bundled sample)")
     what.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_stage_map_option(what)
+    add_models_option(what)
 
 
 def _judging(how: argparse._ArgumentGroup) -> None:
@@ -47,7 +51,12 @@ def _judging(how: argparse._ArgumentGroup) -> None:
     how.add_argument("--mode", choices=("separate", "joint"), default="separate",
                      help="one call per dimension, or one call for all (default: separate)")
     how.add_argument("--pairwise", action="store_true",
-                     help="compare exactly two candidate models, each pair in both orders")
+                     help="compare candidate models' replies, each pair in both orders: "
+                     "every model against the baseline, or all pairs with --all-pairs")
+    how.add_argument("--baseline", metavar="NAME", help="pairwise: the model the others "
+                     "are compared with (default: the first model in the candidates)")
+    how.add_argument("--all-pairs", action="store_true", help="pairwise: compare every pair "
+                     "of models (n(n-1)/2 pairs; --dry-run shows the cost)")
     how.add_argument("--reference-guided", action="store_true",
                      help="show the gold strategy and reply to the judge")
     how.add_argument("--variant", default="default", help="prompt variant (default: default)")
@@ -82,6 +91,12 @@ def _provider(provider: argparse._ArgumentGroup) -> None:
                           help="replay: answer only from the cache, a miss is an error")
     provider.add_argument("--max-cost", type=float, metavar="USD",
                           help="stop before the folder's spend would pass this budget")
+    provider.add_argument("--batch", action="store_true",
+                          help="send uncached calls through the provider's batch API "
+                          "(OpenAI, Anthropic: about half price, results within 24 h); batch "
+                          "ids are kept in OUT/batches.json, so a re-run resumes waiting")
+    provider.add_argument("--batch-poll", type=float, default=60.0, metavar="S",
+                          help="seconds between batch status checks (default: 60)")
     provider.add_argument("--dry-run", action="store_true",
                           help="print calls, tokens and cost; call nothing")
     provider.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -92,7 +107,8 @@ def _config(args: argparse.Namespace):  # -> JudgeConfig (imported lazily)
 
     return JudgeConfig(
         judges=tuple(args.judge), dimensions=tuple(args.dimensions) if args.dimensions else None,
-        mode=args.mode, pairwise=args.pairwise, reference_guided=args.reference_guided,
+        mode=args.mode, pairwise=args.pairwise, baseline=args.baseline,
+        all_pairs=args.all_pairs, reference_guided=args.reference_guided,
         variant=args.variant, verdict=args.verdict, samples=args.samples,
         temperature=args.temperature, max_tokens=args.max_tokens, logprobs=args.logprobs,
         api_base=args.api_base, prompts=args.prompts,
@@ -103,19 +119,28 @@ def _config(args: argparse.Namespace):  # -> JudgeConfig (imported lazily)
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
+    from ..contract import SUPERSEDED_FILE
     from ..errors import CacheMiss, ProviderError, UserError
     from ..judge import estimate_judgments, load_candidates, run_judgments
     from ..judge.summary import format_summary
     from ..llm import Client
 
+    apply_stage_map(args)
+    apply_models_option(args)
     config = _config(args)
     candidates = load_candidates(args.candidates, data=args.data)
     client = Client(cache_path=args.cache, cache_mode=args.cache_mode,
                     concurrency=args.concurrency, rpm=args.rpm, timeout=args.timeout,
-                    max_tries=args.max_tries, structured=args.structured)
+                    max_tries=args.max_tries, structured=args.structured,
+                    batch=args.batch, batch_poll_s=args.batch_poll)
+    if args.batch and args.max_cost is not None:
+        raise UserError("--batch with --max-cost is not supported yet: a batch is paid as a "
+                        "whole; use --dry-run --batch to see its price first")
     if args.dry_run:
         estimate = estimate_judgments(config, candidates, args.out, client=client)
-        print("\n".join(f"dry run · {line}" for line in estimate.lines()))
+        priced = " (provider batch price)" if args.batch else ""
+        print("\n".join(f"dry run · {line}{priced if line.startswith('cost') else ''}"
+                        for line in estimate.lines()))
         return 0
 
     async def judge():
@@ -128,10 +153,16 @@ def run(args: argparse.Namespace) -> int:
     except CacheMiss as exc:
         raise UserError(str(exc)) from None
     except ProviderError as exc:
-        print(f"csc-harness judge: error: {exc}", file=sys.stderr)
+        from . import resume_command
+
+        print(f"csc-harness judge: error: judging stopped: {exc}. Resume with: "
+              f"{resume_command(args)}", file=sys.stderr)
         return 1
-    for line in format_summary(result.summary):
+    for line in [*format_summary(result.summary), *result.lines]:
         print(line)
+    if result.superseded:
+        print(f"{result.superseded} earlier judgment(s) were of replies, items or settings that "
+              f"changed and were judged anew (old rows moved to {SUPERSEDED_FILE})")
     print(f"judgments: {result.judgments_path}")
     print(f"run: {result.run_path}")
     if result.message:

@@ -21,7 +21,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_bootstrap_options(parser)
     parser.add_argument("--by", default=",".join(BREAKDOWNS),
                         help=f"breakdowns, comma-separated (default: {','.join(BREAKDOWNS)})")
+    parser.add_argument("--data", metavar="SPEC", help="dataset for the items view's "
+                        "context and gold replies, for the gold turns of candidates.jsonl "
+                        "and for --paper-rows' check (default: $CSCONV_DATA, else the "
+                        "bundled sample)")
+    parser.add_argument("--no-items", action="store_true",
+                        help="leave the per-item drill-down out of report.html")
+    parser.add_argument("--rationale-chars", type=int, default=400, metavar="N",
+                        help="cut judge rationales in the items view to N characters "
+                        "(default: 400; 0 leaves them out)")
+    parser.add_argument("--baseline", metavar="NAME",
+                        help="pairwise: the model others are compared with (default: the "
+                        "model in the most pairs, i.e. the baseline `judge --pairwise` used)")
+    add_paper_rows_option(parser)
     parser.set_defaults(func=run)
+
+
+def add_paper_rows_option(parser: argparse.ArgumentParser) -> None:
+    """``--paper-rows``, shared with ``run``."""
+    parser.add_argument("--paper-rows", action="store_true", dest="paper_rows",
+                        help="show the paper's published automatic metrics (arXiv "
+                        "2508.04423) beside your models, labelled as reported by the paper "
+                        "on the full CSConv; shown only when the data is the full CSConv")
 
 
 def add_bootstrap_options(parser: argparse.ArgumentParser) -> None:
@@ -57,11 +78,24 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise UserError(f"unknown breakdown {unknown[0]!r}; valid: {', '.join(BREAKDOWNS)}")
     judgments = load_judgments(args.judgments)
-    metrics = load_automatic_metrics(args.lm_eval) if args.lm_eval else []
+    metrics = load_automatic_metrics(args.lm_eval, data=args.data) if args.lm_eval else []
+    counts = None
+    if args.paper_rows:
+        from ..analysis.reference import data_counts
+
+        counts = data_counts(args.data)
     board = leaderboard(judgments, metrics, rounds=args.rounds, seed=args.seed,
                         confidence=args.confidence, variant=args.variant, score=args.score,
-                        by=by)
-    paths = write_leaderboard(board, args.out)
+                        by=by, baseline=args.baseline, paper_rows=args.paper_rows,
+                        data_counts=counts)
+    items = None
+    if not args.no_items:
+        from ..analysis.items import load_items
+
+        items = load_items(args.judgments, variant=board["settings"]["variant"],
+                           data=args.data, rationale_chars=max(0, args.rationale_chars),
+                           metrics=metrics)
+    paths = write_leaderboard(board, args.out, items)
     _print_summary(board)
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
@@ -75,8 +109,26 @@ def _print_summary(board: dict) -> None:
     focus = "overall" if "overall" in dims else (dims[0] if dims else None)
     for note in board["notes"]:
         print(f"note: {note}")
+    paper = board.get("paper")
+    if paper and not paper["shown"]:
+        print(f"note: {paper['reason']}")
     print(f"judge: {primary}; {focus} score, {int(100 * settings['confidence'])}% interval")
     for m in board["models"]:
         score = m["scores"].get(primary, {}).get(focus) if focus else None
         rank = m["rank"] if m["rank"] is not None else "-"
         print(f"  {rank:>3}  {m['model']:<40} {interval(score)}")
+    _print_pairwise(board.get("pairwise"))
+
+
+def _print_pairwise(pair: dict | None) -> None:
+    from ..report import pct
+
+    if not pair:
+        return
+    print(f"pairwise against {pair['baseline']}: win / tie / loss (inconsistent pairs "
+          "count as ties)")
+    for r in pair["win_rates"]:
+        print(f"  {r['judge']} · {r['dimension']}: {r['model']:<32} "
+              f"{pct(r['win']['value'])} / {pct(r['tie']['value'])} / "
+              f"{pct(r['loss']['value'])}  ({r['n_inconsistent']} of {r['n_matches']} "
+              "order-inconsistent)")

@@ -8,11 +8,14 @@ from collections.abc import Sequence
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "lm-eval",
-        help="run lm-eval's own CLI with the CSConv tasks on its include path",
-        description="Everything after 'lm-eval' goes to lm_eval unchanged, plus "
-        "--include_path pointing at the installed CSConv tasks. Example: csc-harness lm-eval "
+        help="run lm-eval's own CLI with the CSConv tasks in its task index",
+        description="Everything after 'lm-eval' goes to lm_eval unchanged; the installed "
+        "CSConv tasks join lm-eval's task index even where the start-up hook is not read "
+        "(python -S, PYTHONPATH installs), and --include_path stays free for your own "
+        "tasks. Example: csc-harness lm-eval "
         "--tasks csconv --model local-chat-completions --model_args "
-        "model=M,base_url=http://HOST/v1/chat/completions --apply_chat_template",
+        "model=M,base_url=http://HOST/v1/chat/completions --apply_chat_template. "
+        "--stage-map FILE (csc-harness's own) sets $CSC_STAGE_MAP for the tasks.",
         add_help=False,
     )
     parser.add_argument("args", nargs=argparse.REMAINDER)
@@ -21,25 +24,32 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def tasks_path() -> str:
     """The folder holding the installed ``csconv`` task YAMLs."""
-    from importlib import resources
+    from .._lm_eval_hook import tasks_path as installed_tasks
 
-    return str(resources.files("csc_harness.tasks"))
+    return installed_tasks()
 
 
 def forward(argv: Sequence[str]) -> int:
-    argv = list(argv)
-    if any(a == "--include_path" or a.startswith("--include_path=") for a in argv):
-        print(
-            "csc-harness lm-eval: error: --include_path is set by csc-harness (lm-eval takes "
-            f"only one folder); run lm_eval directly with --include_path {tasks_path()}",
-            file=sys.stderr,
-        )
+    from ..errors import UserError
+    from .common import apply_stage_map, pop_stage_map
+
+    try:  # --stage-map is ours: the tasks read it as $CSC_STAGE_MAP
+        argv, stage_map = pop_stage_map(argv)
+        apply_stage_map(stage_map)
+    except UserError as exc:
+        print(f"csc-harness lm-eval: error: {exc}", file=sys.stderr)
         return 2
+    from .._lm_eval_hook import install
+
+    install()  # before lm-eval builds its TaskManager; the .pth stub may not have run
     from lm_eval.__main__ import cli_evaluate
 
-    sys.argv = ["lm_eval", "--include_path", tasks_path(), *argv]
+    sys.argv = ["lm_eval", *argv]
     try:
         cli_evaluate()
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except UserError as exc:  # e.g. a task's missing optional package, before any request
+        print(f"csc-harness lm-eval: error: {exc}", file=sys.stderr)
+        return 2
     return 0

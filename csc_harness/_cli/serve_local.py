@@ -28,6 +28,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "at most 4)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads per server process (default: 1)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--logprobs", action="store_true",
+                      help="compute logits for every prompt token so chat completions can "
+                      "return top_logprobs (judge --logprobs N); judge calls take longer")
+    mode.add_argument("--scoring", action="store_true",
+                      help="serve prompt log-probabilities for log-likelihood tasks "
+                      "(lm_eval --model gguf --tasks csconv_strategy_mc) from one process; "
+                      "no chat completions")
     parser.add_argument("--log-dir", default=None,
                         help="folder for local-server.log (default: a temporary file)")
     parser.set_defaults(func=run_serve_local)
@@ -39,7 +47,8 @@ def run_serve_local(args: argparse.Namespace) -> int:
     from ..llm.local import EMBEDDED_LABEL, LocalSettings, local_server
 
     chosen = {"workers": args.workers, "n_threads": args.threads}
-    settings = LocalSettings(**{k: v for k, v in chosen.items() if v is not None})
+    settings = LocalSettings(logprobs=args.logprobs, scoring=args.scoring,
+                             **{k: v for k, v in chosen.items() if v is not None})
     with local_server(port=args.port, gguf=args.gguf, settings=settings,
                       log_dir=args.log_dir) as server:
         try:  # Ctrl-C may land at any moment once the server is up
@@ -58,10 +67,18 @@ def _announce(server: LocalServer, label: str) -> None:
     print(f"model:    {server.model}{label}")
     print(f"base URL: {server.base_url}")
     print(f"server:   pid {', '.join(map(str, server.pids))}, log {server.log_path}")
+    if server.settings.scoring:
+        print(f"lm-eval:  lm_eval --include_path {tasks_path()} --tasks csconv_strategy_mc "
+              f"--model gguf --model_args base_url={server.root_url}")
+        print("Press Ctrl-C to stop.", flush=True)
+        return
     print(f"lm-eval:  lm_eval --include_path {tasks_path()} --tasks csconv --model "
           f"local-chat-completions --model_args model={server.alias},base_url="
           f"{server.base_url}/chat/completions,num_concurrent={server.concurrency} "
           "--apply_chat_template")
+    logprobs = " --logprobs 5" if server.settings.logprobs else ""
     print(f"generate: csc-harness generate --model {server.model} "
           f"--api-base {server.base_url} --out OUT")
+    print(f"judge:    csc-harness judge --judge {server.model} --api-base {server.base_url}"
+          f"{logprobs} --candidates OUT --out JUDGED")
     print("Press Ctrl-C to stop.", flush=True)

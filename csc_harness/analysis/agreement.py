@@ -58,15 +58,18 @@ def correlate(
     Each DIMENSION entry holds ``n``, ``spearman``/``kendall``/``pearson`` (each
     ``{"value", "ci_low", "ci_high", "p"}``), ``alpha_humans``, ``alpha_with_judge`` and
     ``human_loo_spearman``; a null value has a sibling ``"<name>_reason"``. A level not
-    in ``levels`` is null with ``"<level>_reason"``. Raises UserError when no human rating
-    matches a judged (item, model, dimension).
+    in ``levels`` is null with ``"<level>_reason"``. ``ratings`` counts the human ratings:
+    ``total``, ``used``, ``not_judged`` (no judgment of that item, model and dimension) and
+    ``outside_scale`` (a score outside the rubric's ``scales[dimension]``); both kinds are
+    left out of every statistic. Raises UserError when no human rating matches a judged
+    (item, model, dimension).
     """
     absolute = judgments.absolute if isinstance(judgments, Judgments) else judgments
     rows, _variant = select_variant(absolute, variant)
     items = add_panel(item_scores(rows, score=score), [])
     items = items[items["dimension"] != OVERALL]
-    human = _matching_ratings(items, human)
-    out: dict[str, Any] = {}
+    human, coverage = _matching_ratings(items, human)
+    out: dict[str, Any] = {"ratings": coverage}
     for level in LEVELS:
         if level not in levels:
             out[level] = None
@@ -89,7 +92,10 @@ def _judge_order(items: pd.DataFrame) -> list[str]:
     return judges + ([PANEL] if (items["judge"] == PANEL).any() else [])
 
 
-def _matching_ratings(items: pd.DataFrame, human: pd.DataFrame) -> pd.DataFrame:
+def _matching_ratings(items: pd.DataFrame,
+                      human: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The ratings of judged (item, model, dimension)s on the rubric's scale, and the
+    counts of those left out (``ratings`` in correlation.json): none is dropped silently."""
     human = human.astype({c: "object" for c in ("item_id", "model", "dimension", "rater")})
     judged = items[["item_id", "model", "dimension"]].astype("object").drop_duplicates()
     matched = human.merge(judged, on=["item_id", "model", "dimension"])
@@ -99,7 +105,26 @@ def _matching_ratings(items: pd.DataFrame, human: pd.DataFrame) -> pd.DataFrame:
         raise UserError("no human rating matches a judged (item_id, model, dimension): "
                         f"ratings cover dimensions {dims}; judgments cover {jdims}. Check "
                         "that item ids and model names are spelled as in judgments.jsonl")
-    return matched
+    scales = (items.astype({"dimension": "object"}).groupby("dimension")
+              [["scale_min", "scale_max"]].agg({"scale_min": "min", "scale_max": "max"}))
+    low = matched["dimension"].map(scales["scale_min"]).astype(float)
+    high = matched["dimension"].map(scales["scale_max"]).astype(float)
+    inside = ~((matched["score"] < low) | (matched["score"] > high))
+    coverage = {"total": len(human), "used": int(inside.sum()),
+                "not_judged": len(human) - len(matched),
+                "outside_scale": int((~inside).sum()),
+                "scales": {str(d): [_plain(r.scale_min), _plain(r.scale_max)]
+                           for d, r in scales.iterrows()}}
+    if not coverage["used"]:
+        raise UserError(f"every matching human rating is outside the rubric's scale "
+                        f"({', '.join(f'{d} {lo}-{hi}' for d, (lo, hi) in coverage['scales'].items())}"
+                        "): rate on the judge's scale")
+    return matched[inside.to_numpy()], coverage
+
+
+def _plain(value: Any) -> float | int | None:
+    value = float(value)
+    return None if not np.isfinite(value) else int(value) if value.is_integer() else value
 
 
 def align_units(judged: pd.DataFrame, ratings: pd.DataFrame) -> dict[str, Any]:
@@ -178,12 +203,12 @@ def _rng(seed: int, *keys: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32("\x1f".join(keys).encode("utf-8"))])
 
 
-def _correlations(x, y, replicates, confidence) -> dict[str, Any]:
+def _correlations(x, y, replicates, confidence, n_clusters: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for method in METHODS:
         try:
             value, p = correlation(x, y, method, ("judge", "human"))
-            est = estimate(value, p, replicates[method], confidence)
+            est = estimate(value, p, replicates[method], confidence, n_clusters=n_clusters)
         except Undefined as exc:
             est = Estimate(None, reason=str(exc))
         out[method] = est.to_dict()
@@ -200,7 +225,8 @@ def _item_level(units: dict[str, Any], rounds: int, rng: np.random.Generator,
         n_clusters = int(units["cluster"].max()) + 1
         counts = np.vstack(list(count_blocks(n_clusters, rounds, rng)))
         reps = bootstrap_correlations(judge, human, counts[:, units["cluster"]])
-    return {"n": n, **_correlations(judge, human, reps, confidence),
+    n_clusters = int(units["cluster"].max()) + 1 if n else 0
+    return {"n": n, **_correlations(judge, human, reps, confidence, n_clusters),
             **_alpha_and_loo(raters, judge)}
 
 
@@ -223,7 +249,8 @@ def _system_level(units: dict[str, Any], rounds: int, rng: np.random.Generator,
                                        np.where(ok[:, None], hb, 0.0))
         reps = {m: np.where(ok, v, np.nan) for m, v in rowwise.items()}
     rater_means = np.vstack([_model_means(r, model, k, skip_nan=True) for r in raters])
-    return {"n": k, **_correlations(judge_m, human_m, reps, confidence),
+    n_clusters = int(units["cluster"].max()) + 1 if len(judge) else 0
+    return {"n": k, **_correlations(judge_m, human_m, reps, confidence, n_clusters),
             **_alpha_and_loo(rater_means, judge_m)}
 
 

@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DataError, UserError
+from ..errors import DataError, UserError, brief
 from ..jsonl import read_jsonl
-from .rows import brief
 
 if TYPE_CHECKING:
     import pandas as pd

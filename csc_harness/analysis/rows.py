@@ -1,74 +1,56 @@
 """Reading judgment rows: the judge module's output, the analysis layer's main input.
 
-Judgment row contract (one JSON object per line of ``OUT/judgments.jsonl``). Absolute rows
-(``kind == "absolute"``, the default when ``kind`` is absent) must carry ``item_id,
-conversation_id, model, judge, dimension, status, scale_min, scale_max``; ``score`` is a
-number on the scale exactly when ``status == "ok"`` (null or absent otherwise). Pairwise
-rows (``kind == "pairwise"``) must carry ``item_id, judge, dimension, status, model_a,
-model_b, order ("ab"|"ba")``; ``winner`` ("a"|"b"|"tie") names model_a or model_b (not a
-position) and is set exactly when ``status == "ok"``. Every other field of the contract
-is optional here (``sample`` defaults to 0, ``variant`` to "default", ``embedded`` to
-false) and type-checked when present; ``stage``, ``language``, ``mode`` and ``status``
-must be one of their values.
-
-Only the fields analysis uses are kept: rationale and raw answers are dropped and the
-reply is kept as its length in characters (``reply_chars``), so a million rows fit in a
-few hundred MB. A later line with the same identity replaces an earlier one (the file is
-an append-only log). Any malformed line raises a one-line :class:`DataError` naming the
-file, line and field.
+The row contract (fields, types, required fields, identity) is :mod:`csc_harness.contract`;
+this module validates rows against it. Only the fields analysis uses are kept: rationale
+and raw answers are dropped and the reply is kept as its length in characters
+(``reply_chars``), so a million rows fit in a few hundred MB. A later line with the same
+identity replaces an earlier one (the file is an append-only log). Any malformed line
+raises a one-line :class:`DataError` naming the file, line and field.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError, UserError
+from ..contract import (
+    FIELD_TYPES,
+    IDENTITY_DEFAULTS,
+    IDENTITY_FIELDS,
+    JUDGMENTS_FILE,
+    KINDS,
+    REQUIRED,
+    RUN_FILE,
+)
+from ..errors import DataError, UserError, brief
 from ..framework import Stage
-from ..jsonl import read_jsonl
+from ..jsonl import read_json, read_jsonl
 
-JUDGMENTS_FILE = "judgments.jsonl"
-RUN_FILE = "run.json"
-STATUSES = ("ok", "invalid", "refused", "error")
-STAGES = tuple(s.value for s in Stage)
-LANGUAGES = ("zh", "en")
-MODES = ("joint", "separate")
 _STR, _INT, _NUM, _BOOL = "str", "int", "number", "bool"
+_COMMON = ("item_id", "judge", "dimension", "status", "kind", "prompt_id", "sample", "variant",
+           "mode", "reference_guided", "prompt_tokens", "completion_tokens", "cost_usd",
+           "latency_s", "embedded", "input_id", "cache_key")
+_ABSOLUTE_NAMES = _COMMON + ("model", "conversation_id", "score", "weighted_score", "scale_min",
+                             "scale_max", "turn_index", "stage", "strategy",
+                             "predicted_strategy", "topic", "language")
+_PAIRWISE_NAMES = _COMMON + ("model", "model_a", "model_b", "conversation_id", "order",
+                             "winner")
+_CHOICES = {"stage": tuple(s.value for s in Stage)}
 
-# (field, type, required, choices); nullable unless required.
-_COMMON = (
-    ("item_id", _STR, True, None), ("judge", _STR, True, None),
-    ("dimension", _STR, True, None), ("status", _STR, True, STATUSES),
-    ("prompt_id", _STR, False, None), ("sample", _INT, False, None),
-    ("variant", _STR, False, None), ("mode", _STR, False, MODES),
-    ("reference_guided", _BOOL, False, None),
-    ("prompt_tokens", _INT, False, None), ("completion_tokens", _INT, False, None),
-    ("cost_usd", _NUM, False, None), ("latency_s", _NUM, False, None),
-    ("embedded", _BOOL, False, None),
-)
-_ABSOLUTE = _COMMON + (
-    ("model", _STR, True, None), ("conversation_id", _STR, True, None),
-    ("score", _NUM, False, None),
-    ("weighted_score", _NUM, False, None), ("scale_min", _INT, True, None),
-    ("scale_max", _INT, True, None), ("turn_index", _INT, False, None),
-    ("stage", _STR, False, STAGES), ("strategy", _STR, False, None),
-    ("predicted_strategy", _STR, False, None), ("topic", _STR, False, None),
-    ("language", _STR, False, LANGUAGES),
-)
-_PAIRWISE = _COMMON + (
-    ("model_a", _STR, True, None), ("model_b", _STR, True, None),
-    ("conversation_id", _STR, False, None),
-    ("order", _STR, True, ("ab", "ba")), ("winner", _STR, False, ("a", "b", "tie")),
-)
-_DEFAULTS: dict[str, Any] = {"variant": "default", "embedded": False, "sample": 0,
-                             "prompt_id": "", "mode": None, "reference_guided": None}
-_ABS_KEY = ("item_id", "model", "judge", "dimension", "prompt_id", "sample", "variant",
-            "mode", "reference_guided")
-_PAIR_KEY = ("item_id", "model_a", "model_b", "order", "judge", "dimension", "prompt_id",
-             "sample", "variant")
+
+def _spec(names: tuple[str, ...], kind: str) -> tuple:
+    """(field, type, required, choices) from the contract; nullable unless required."""
+    return tuple((name, FIELD_TYPES[name][0], name in REQUIRED[kind],
+                  _CHOICES.get(name, FIELD_TYPES[name][1])) for name in names)
+
+
+_ABSOLUTE = _spec(_ABSOLUTE_NAMES, "absolute")
+_PAIRWISE = _spec(_PAIRWISE_NAMES, "pairwise")
+_DEFAULTS: dict[str, Any] = {**IDENTITY_DEFAULTS, "embedded": False}
+_ABS_KEY = tuple(f for f in IDENTITY_FIELDS if f in _ABSOLUTE_NAMES)
+_PAIR_KEY = tuple(f for f in IDENTITY_FIELDS if f in _PAIRWISE_NAMES)
 
 
 @dataclass
@@ -126,11 +108,6 @@ def read_chunks(path: Path) -> Iterator[tuple[list[int], list[dict[str, Any]]]]:
             lines, objs = [], []
     if objs:
         yield lines, objs
-
-
-def brief(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class _Table:
@@ -274,15 +251,12 @@ def load_judgments(paths: Sequence[str | Path]) -> Judgments:
     for path in files:
         run = path.parent / RUN_FILE
         if run.is_file():
-            try:
-                runs[str(run)] = json.loads(run.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise DataError(f"invalid JSON ({exc})", path=str(run)) from None
+            runs[str(run)] = read_json(run, what="run file")
         for lines, objs in read_chunks(path):
             kinds = [o.get("kind", "absolute") for o in objs]
             for i, kind in enumerate(kinds):
-                if kind not in ("absolute", "pairwise"):
-                    raise DataError(f"{brief(kind)} is not one of absolute, pairwise",
+                if kind not in KINDS:
+                    raise DataError(f"{brief(kind)} is not one of {', '.join(KINDS)}",
                                     path=str(path), line=lines[i], field="kind")
             for kind, table in (("absolute", absolute), ("pairwise", pairwise)):
                 picked = [i for i, k in enumerate(kinds) if k == kind]

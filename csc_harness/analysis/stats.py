@@ -10,6 +10,27 @@ Conventions every function here keeps:
 - A statistic that is undefined for its input (constant vector, too few pairs, one rater)
   raises :class:`Undefined` with the reason; the caller turns it into ``null`` plus a
   ``"<name>_reason"`` string. Nothing is ever silently reported as 0.
+
+Paired comparisons (two models on the same items, two judge variants on the same units)
+use the sign-flip permutation test over dialogues of :mod:`.signflip`, not the bootstrap:
+
+- Why not the bootstrap: with G dialogues it has at most ``C(2G-1, G)`` distinct resamples
+  (10 for G = 3) and its percentile interval is too narrow; a judge scoring at random made
+  two models "significantly" different (p = 0.002) on 3 dialogues.
+- Why not a t-test on per-dialogue mean differences (G-1 df): it assumes normal dialogue
+  means. Discrete scores on few turns break that at small G: with one judged turn per
+  dialogue, three differences of +1 give t = infinity and p = 0, which happens by chance in
+  1 of 4 such runs.
+- The sign-flip test assumes only what a judge that cannot tell the models apart implies:
+  the two sides are exchangeable within a dialogue, so each dialogue's total difference is
+  as likely negated. Listing all ``2**G`` sign vectors (sampling ``rounds`` of them above
+  G = 12, with the add-one p) gives a p-value that is exact at any G, dialogue size and
+  scale, and the same test serves any paired statistic (:func:`.signflip.swap_test`).
+  Its interval inverts the test (shifts it does not reject), so the interval excludes 0
+  exactly when the comparison is marked significant.
+- The price is honest: its smallest p is ``2 / 2**G``, so below 6 dialogues (at 95%,
+  :func:`.signflip.min_dialogues`) nothing is significant and the interval is unbounded,
+  reported as null with the reason. One dialogue gets no test and no interval at all.
 """
 
 from __future__ import annotations
@@ -22,6 +43,9 @@ import numpy as np
 from scipy import stats as _sps
 
 MIN_PAIRS = 3
+MAX_ROUNDS = 100_000
+"""Most bootstrap rounds accepted (``--rounds``, ``analysis.rounds``): intervals are stable
+long before, and more would only exhaust memory."""
 _MAX_CELLS = 1 << 24  # counts per block of rounds: bounds memory for huge cluster counts
 
 
@@ -303,13 +327,17 @@ def _rowwise_kendall(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def estimate(
-    value: float, p: float | None, replicates: np.ndarray, confidence: float = 0.95
+    value: float, p: float | None, replicates: np.ndarray, confidence: float = 0.95,
+    n_clusters: int | None = None,
 ) -> Estimate:
     """An :class:`Estimate` from a point value and its replicates.
 
     The interval is reported when at least half the rounds are defined; otherwise it is
-    null with the count, because dropping most rounds would bias it.
+    null with the count, because dropping most rounds would bias it. One cluster
+    (``n_clusters == 1``) gives no interval: every resample is the data, a zero width.
     """
+    if n_clusters == 1:
+        return Estimate(value, None, None, p, ci_reason="one dialogue: no interval")
     reps = np.asarray(replicates, dtype=float)
     defined = int(np.isfinite(reps).sum())
     if defined == 0 or defined * 2 < len(reps):

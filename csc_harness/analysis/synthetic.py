@@ -118,4 +118,6 @@ def pairwise_row(**fields: Any) -> dict[str, Any]:
         "variant": "default", "embedded": False,
     }
     row.update(fields)
+    if "model" not in fields:  # the identity names the pair, as the judge writes it
+        row["model"] = f"{row['model_a']} vs {row['model_b']}"
     return row

@@ -6,7 +6,7 @@
 :class:`csc_harness.llm.Client`.
 """
 
-from .candidates import Candidate, load_candidates
+from .candidates import Candidate, control_candidates, load_candidates, with_controls
 from .config import JudgeConfig
 from .estimate import Estimate, estimate_judgments
 from .parse import Verdict, parse_pairwise, parse_verdict
@@ -45,6 +45,7 @@ __all__ = [
     "RunResult",
     "TemplateGroup",
     "Verdict",
+    "control_candidates",
     "estimate_judgments",
     "load_candidates",
     "load_rubrics",
@@ -57,4 +58,5 @@ __all__ = [
     "run_judgments",
     "select_templates",
     "weighted_score",
+    "with_controls",
 ]

@@ -30,7 +30,12 @@ class JudgeConfig:
     mode: JudgeMode = "separate"
     """``separate``: one call per dimension; ``joint``: one call scores all of them."""
     pairwise: bool = False
-    """Compare two candidate models' replies (both orders) instead of absolute scores."""
+    """Compare candidate models' replies (both orders) instead of absolute scores."""
+    baseline: str | None = None
+    """Pairwise: the model every other model is compared with; None = the first model in
+    the candidates."""
+    all_pairs: bool = False
+    """Pairwise: compare every pair of models instead of each model with the baseline."""
     reference_guided: bool = False
     """Show the gold strategy and reply to the judge."""
     variant: str = "default"
@@ -65,6 +70,10 @@ class JudgeConfig:
             raise UserError("give at least one judge model (--judge provider/model)")
         if len(set(self.judges)) != len(self.judges):
             raise UserError(f"judge models repeat: {', '.join(self.judges)}")
+        from ..llm import check_model
+
+        for judge in self.judges:
+            check_model(judge)
         _choice("mode", self.mode, get_args(JudgeMode))
         if self.verdict is not None:
             _choice("verdict", self.verdict, get_args(VerdictFormat))
@@ -79,6 +88,10 @@ class JudgeConfig:
         if self.samples > 1 and self.temperature == 0:
             raise UserError("repeated samples at temperature 0 would repeat one answer: give "
                             "--temperature > 0 or leave it unset (1.0) with --samples > 1")
+        if (self.baseline is not None or self.all_pairs) and not self.pairwise:
+            raise UserError("--baseline and --all-pairs need --pairwise")
+        if self.baseline is not None and self.all_pairs:
+            raise UserError("--all-pairs compares every pair: drop --baseline")
         if self.pairwise and self.mode == "joint":
             raise UserError("pairwise mode judges one dimension per call: drop --mode joint")
 
@@ -87,6 +100,13 @@ class JudgeConfig:
         if self.temperature is not None:
             return float(self.temperature)
         return 0.0 if self.samples == 1 else 1.0
+
+    def judging_settings(self) -> dict[str, Any]:
+        """What shapes an answer beyond the prompt and the identity: part of a row's
+        ``input_id``, so changing any of these judges anew instead of reusing rows."""
+        return {"temperature": self.sampling_temperature, "max_tokens": self.max_tokens,
+                "logprobs": self.logprobs, "api_base": self.api_base,
+                "verdict": self.verdict}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> JudgeConfig:

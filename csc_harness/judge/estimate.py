@@ -35,28 +35,35 @@ class Estimate:
     cost_usd: float | None
     """Upper bound in USD; None when a judge with calls to make has no known price."""
     unpriced: list[str]
+    truncated_replies: int = 0
+    """Replies longer than ``MAX_REPLY_CHARS``, judged cut to that length."""
 
     def lines(self) -> list[str]:
+        from .candidates import MAX_REPLY_CHARS
+
         cost = (f"up to ${self.cost_usd:.4f}" if self.cost_usd is not None
                 else f"unknown (no price for {', '.join(self.unpriced)})")
+        cut = ([f"warning: {self.truncated_replies} repl(ies) over {MAX_REPLY_CHARS:,} "
+                f"characters, judged cut to {MAX_REPLY_CHARS:,}"]
+               if self.truncated_replies else [])
         return [f"judgments: {self.judgments} ({self.done} already done)",
                 f"provider calls: {self.calls} ({self.cached} answered from the cache)",
                 f"prompt tokens: {self.prompt_tokens:,} (estimated)",
                 f"completion tokens: up to {self.completion_tokens:,} (max_tokens per call)",
-                f"cost: {cost}"]
+                f"cost: {cost}", *cut]
 
 
 def estimate_judgments(config: JudgeConfig, candidates: Sequence[Candidate],
                        out_dir: str | Path, *, client: Client) -> Estimate:
     """Count calls, tokens and cost of a run without calling anything or writing files."""
     run = _Run(config, candidates, Path(out_dir), client, read_only=True)
-    done = sum(1 for k in run.keys if run.store.done(k))
+    done = sum(1 for k, input_id in run.keys.items() if run.store.done(k, input_id))
     cached = calls = prompt = completion = 0
     by_judge: Counter[tuple[str, str]] = Counter()
     for chunk in _chunks(run.plan, CHUNK):
         pending = run.pending(chunk)
         keys = [client.cache_key(job.request) for job in pending]
-        hits = client.cache.get_many(keys) if keys and client.cache is not None else {}
+        hits = client.cached_many(keys) if keys else {}
         for job, key in zip(pending, keys):
             request = job.request
             assert request is not None
@@ -78,4 +85,5 @@ def estimate_judgments(config: JudgeConfig, candidates: Sequence[Candidate],
             else:
                 cost += price
     return Estimate(run.plan.judgments, done, cached, calls, prompt, completion,
-                    None if unpriced else cost, unpriced)
+                    None if unpriced else cost, unpriced,
+                    sum(c.truncated_from is not None for c in candidates))

@@ -1,10 +1,14 @@
-"""Judge answers to verdicts: the last well-formed verdict wins, never the first number.
+"""Judge answers to verdicts: one verdict outside any quoted text, or none.
 
 An answer is read in three passes. (1) Every block between nonce tags (the dialogue and
-replies the judge may echo) is blanked out, so quoted content can never be the verdict.
-(2) Candidate verdicts are collected: every JSON object holding the expected keys, plus
-lines such as ``Score: 4``, ``empathy: 4`` or ``[RESULT] 4``. (3) Per dimension the
-candidate that ends last binds (inspect_ai binds to the last ``GRADE:`` the same way).
+replies the judge may echo) is blanked out, and so is every verbatim copy of a quoted
+text (a judge may repeat the reply without its tags), so quoted content can never be the
+verdict. (2) Candidate verdicts are collected: every JSON object holding the expected
+keys, plus lines such as ``Score: 4``, ``empathy: 4`` or ``[RESULT] 4`` unless a
+structured (JSON) answer was asked for and the answer holds a JSON verdict. (3) Per dimension the candidates must
+agree: one value binds (the last one supplies the rationale); candidates that disagree
+make the verdict ``invalid`` ("conflicting verdicts") instead of letting text the reply
+planted after the judge's own verdict win.
 
 A verdict is ``ok`` with a whole-number score on the scale; ``invalid`` when nothing
 parses, the score is off the scale or not whole (never turned into 0 or the minimum);
@@ -62,14 +66,21 @@ _RATIONALE_KEYS = ("rationale", "reasoning", "explanation", "feedback", "reason"
 _TIES = {"tie", "c", "draw", "equal", "none", "neither"}
 
 
-def mask_quoted(text: str, nonce: str | None) -> str:
+_MIN_QUOTE = 8  # shorter texts are too likely to occur in the judge's own words
+
+
+def mask_quoted(text: str, nonce: str | None, quoted: Sequence[str] = ()) -> str:
     """``text`` with every ``<tag-NONCE>...</tag-NONCE>`` block (or an unclosed one, to the
-    end) replaced by spaces of the same length, so offsets into the text stay valid."""
-    if not nonce or nonce not in text:
-        return text
-    pattern = re.compile(rf"<([A-Za-z]+(?:-[AB])?)-{re.escape(nonce)}>.*?"
-                         rf"(?:</\1-{re.escape(nonce)}>|\Z)", re.DOTALL)
-    return pattern.sub(lambda m: " " * len(m.group(0)), text)
+    end) and every verbatim copy of a ``quoted`` text replaced by spaces of the same
+    length, so offsets into the text stay valid."""
+    if nonce and nonce in text:
+        pattern = re.compile(rf"<([A-Za-z]+(?:-[AB])?)-{re.escape(nonce)}>.*?"
+                             rf"(?:</\1-{re.escape(nonce)}>|\Z)", re.DOTALL)
+        text = pattern.sub(lambda m: " " * len(m.group(0)), text)
+    for quote in sorted({q.strip() for q in quoted}, key=len, reverse=True):
+        if len(quote) >= _MIN_QUOTE and quote in text:
+            text = text.replace(quote, " " * len(quote))
+    return text
 
 
 def _json_objects(text: str) -> list[tuple[int, int, dict]]:
@@ -183,12 +194,15 @@ def _line_candidates(masked: str, dim: str, single: bool) -> list[re.Match]:
 
 
 def parse_verdict(text: str | None, dimensions: Sequence[str], scale: tuple[int, int], *,
-                  nonce: str | None = None, refusal: str | None = None) -> dict[str, Verdict]:
+                  nonce: str | None = None, refusal: str | None = None,
+                  quoted: Sequence[str] = (), structured: bool = False) -> dict[str, Verdict]:
     """One :class:`Verdict` per dimension id from a judge's answer (see module docstring).
 
     With one dimension a bare ``{"score": N}`` or ``Score: N`` counts; with several, each
     dimension needs its own key (``{"empathy": {"score": N}}``, ``{"empathy": N}`` or an
-    ``empathy: N`` line). A dimension missing from the answer is invalid.
+    ``empathy: N`` line). A dimension missing from the answer is invalid. ``quoted``: texts
+    shown to the judge as data (the replies); ``structured``: the answer was asked for as
+    JSON and the server took the request, so when it holds a JSON verdict only that counts.
     """
     dims = list(dimensions)
     if refusal:
@@ -196,39 +210,55 @@ def parse_verdict(text: str | None, dimensions: Sequence[str], scale: tuple[int,
     text = text or ""
     if not text.strip():
         return {d: Verdict("invalid", reason="empty answer") for d in dims}
-    masked = mask_quoted(text, nonce)
+    masked = mask_quoted(text, nonce, quoted)
     single = len(dims) == 1
     whole = _whole_json(masked)
-    if whole:  # one object that is the whole answer: nothing can end after it
+    if whole:  # one object that is the whole answer: nothing else can compete
         start, end, obj = whole[0]
         found = {d: _from_json(obj, d, single) for d in dims}
         if all(got is not None for got in found.values()):
-            return {d: _verdict((end, start, got[0], got[1], _span_in(masked, start, end, got[2])),
-                                scale) for d, got in found.items()}
+            return {d: _verdict([(end, start, got[0], got[1],
+                                  _span_in(masked, start, end, got[2]))], scale)
+                    for d, got in found.items()}
     objects = _json_objects(masked)
     verdicts = {}
     for dim in dims:
-        best: tuple[int, int, Any, str | None, tuple[int, int] | None] | None = None
+        found_all = []
         for start, end, obj in objects:
             got = _from_json(obj, dim, single)
-            if got is not None and (best is None or (end, -start) > (best[0], -best[1])):
+            if got is not None:
                 value, why, key = got
-                best = (end, start, value, why, _span_in(masked, start, end, key))
-        for match in _line_candidates(masked, dim, single):
-            if best is None or match.end() > best[0]:
+                found_all.append((end, start, value, why, _span_in(masked, start, end, key)))
+        if not structured or not found_all:  # a server may ignore the format it took
+            for match in _line_candidates(masked, dim, single):
                 before = text[:match.start()].strip()
-                best = (match.end(), match.start(), match.group(1), before or None, match.span(1))
-        verdicts[dim] = _verdict(best, scale)
+                found_all.append((match.end(), match.start(), match.group(1), before or None,
+                                  match.span(1)))
+        verdicts[dim] = _verdict(_outermost(found_all), scale)
     if all(v.reason == "no verdict found" for v in verdicts.values()) and _REFUSAL.search(masked):
         return {d: Verdict("refused", reason="the judge declined to grade") for d in dims}
     return verdicts
 
 
-def _verdict(best: tuple | None, scale: tuple[int, int]) -> Verdict:
-    if best is None:
+def _outermost(found: list[tuple]) -> list[tuple]:
+    """Candidates not lying inside another candidate (a JSON object's nested copy of the
+    same verdict is one verdict, not two), last-ending first."""
+    found = sorted(found, key=lambda c: (c[0], -c[1]), reverse=True)
+    return [c for c in found
+            if not any(o is not c and o[1] <= c[1] and c[0] <= o[0] and o[:2] != c[:2]
+                       for o in found)]
+
+
+def _verdict(found: list[tuple], scale: tuple[int, int]) -> Verdict:
+    if not found:
         return Verdict("invalid", reason="no verdict found")
-    _end, _start, value, rationale, span = best
-    score, reason = _coerce(value, scale)
+    coerced = [(_coerce(c[2], scale), c) for c in found]
+    values = sorted({score for (score, _), _c in coerced if score is not None})
+    if len(values) > 1 or (values and any(score is None for (score, _), _c in coerced)):
+        shown = ", ".join(str(c[2]) for c in reversed(found))
+        return Verdict("invalid", rationale=found[0][3],
+                       reason=f"conflicting verdicts ({shown})")
+    (score, reason), (_end, _start, _value, rationale, span) = coerced[0]
     if score is None:
         return Verdict("invalid", rationale=rationale, reason=reason)
     return Verdict("ok", score=score, rationale=rationale, span=span)
@@ -245,32 +275,38 @@ def _winner(value: Any) -> Winner | None:
     return "tie" if word in _TIES else None
 
 
-def parse_pairwise(text: str | None, *, nonce: str | None = None,
-                   refusal: str | None = None) -> Verdict:
+def parse_pairwise(text: str | None, *, nonce: str | None = None, refusal: str | None = None,
+                   quoted: Sequence[str] = (), structured: bool = False) -> Verdict:
     """Which reply the judge preferred: ``winner`` is ``"A"``, ``"B"`` or ``"tie"``.
 
-    Reads the last ``{"winner": ...}`` object, ``Winner: A`` line or MT-Bench style
-    ``[[A]]`` / ``[[C]]`` (tie) mark.
+    Reads ``{"winner": ...}`` objects and, unless ``structured``, ``Winner: A`` lines and
+    MT-Bench style ``[[A]]`` / ``[[C]]`` (tie) marks; marks that disagree are invalid.
     """
     if refusal:
         return Verdict("refused", reason=f"provider refusal: {refusal}")
     text = text or ""
     if not text.strip():
         return Verdict("invalid", reason="empty answer")
-    masked = mask_quoted(text, nonce)
-    best: tuple[int, Any, str | None] | None = None
-    for _start, end, obj in _json_objects(masked):
+    masked = mask_quoted(text, nonce, quoted)
+    found: list[tuple[int, int, Any, str | None]] = []
+    for start, end, obj in _json_objects(masked):
         keys = _lower_keys(obj)
-        if "winner" in keys and (best is None or end > best[0]):
-            best = (end, keys["winner"], _rationale(obj))
-    for match in [*_WINNER_LINE.finditer(masked), *_WINNER_BRACKETS.finditer(masked)]:
-        if best is None or match.end() > best[0]:
-            best = (match.end(), match.group(1), text[:match.start()].strip() or None)
-    if best is None:
+        if "winner" in keys:
+            found.append((end, start, keys["winner"], _rationale(obj)))
+    if not structured or not found:
+        for match in [*_WINNER_LINE.finditer(masked), *_WINNER_BRACKETS.finditer(masked)]:
+            found.append((match.end(), match.start(), match.group(1),
+                          text[:match.start()].strip() or None))
+    found = _outermost(found)
+    if not found:
         if _REFUSAL.search(masked):
             return Verdict("refused", reason="the judge declined to compare")
         return Verdict("invalid", reason="no verdict found")
-    winner = _winner(best[1])
+    winners = {_winner(c[2]) for c in found}
+    if len(winners) > 1:
+        shown = ", ".join(str(c[2]) for c in reversed(found))
+        return Verdict("invalid", rationale=found[0][3], reason=f"conflicting verdicts ({shown})")
+    winner, best = winners.pop(), found[0]
     if winner is None:
-        return Verdict("invalid", rationale=best[2], reason=f"winner {best[1]!r} is not A, B or tie")
-    return Verdict("ok", winner=winner, rationale=best[2])
+        return Verdict("invalid", rationale=best[3], reason=f"winner {best[2]!r} is not A, B or tie")
+    return Verdict("ok", winner=winner, rationale=best[3])

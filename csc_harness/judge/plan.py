@@ -10,8 +10,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import combinations
 from typing import Literal
 
+from ..contract import digest
+from ..data import Example
 from ..errors import UserError
 from ..llm import Request
 from .candidates import Candidate
@@ -36,6 +39,8 @@ class Job:
     order: Order | None
     prompt_id: str
     variant: str
+    input_id: str = ""
+    """Digest of what is judged and how (see :mod:`csc_harness.contract`)."""
     request: Request | None = None
     nonce: str | None = None
 
@@ -55,6 +60,11 @@ class Job:
         """(model_a, model_b) in canonical order, whatever order they are shown in."""
         first, second = self.candidates[0].model, self.candidates[1].model
         return (first, second) if self.order == "ab" else (second, first)
+
+
+def item_digest(item: Example) -> str:
+    """Digest of everything about an item a judge may see."""
+    return digest(item.to_doc())
 
 
 def job_keys(job: Job, config: JudgeConfig) -> list[tuple]:
@@ -89,11 +99,14 @@ class Plan:
         self._identity = {g.rubric.name: prompt_identity(g.rubric, self._verdict[g.rubric.name])
                           for g in self.groups}
         self._schemas: dict[tuple[str, tuple[str, ...]], dict] = {}
+        self._settings = digest(config.judging_settings())
+        self._items: dict[int, str] = {}
         self.candidates = list(candidates)
         self.pairs: list[tuple[Candidate, Candidate]] = []
         self.unpaired = 0
         if config.pairwise:
-            self.pairs, self.unpaired = _pairs(self.candidates)
+            self.pairs, self.unpaired = _pairs(self.candidates, config.baseline,
+                                               config.all_pairs)
         if not self.candidates:
             raise UserError("no candidates to judge")
 
@@ -112,23 +125,35 @@ class Plan:
         per *= self.config.samples
         return per * (2 * len(self.pairs) if self.config.pairwise else len(self.candidates))
 
+    def input_id(self, candidates: Sequence[Candidate]) -> str:
+        """Digest of the item, the replies (in canonical order) and the judge settings."""
+        item = candidates[0].item
+        item_id = self._items.get(id(item))
+        if item_id is None:
+            item_id = self._items[id(item)] = item_digest(item)
+        replies = sorted((c.model, c.reply, c.predicted_strategy) for c in candidates)
+        return digest([self._settings, item_id, replies])
+
     def __iter__(self) -> Iterator[Job]:
         judges, samples = self.config.judges, range(self.config.samples)
         if not self.config.pairwise:
             for cand in self.candidates:
+                input_id = self.input_id((cand,))
                 for group in self.groups:
                     prompt_id, variant = self._identity[group.rubric.name]
                     for judge in judges:
                         for k in samples:
-                            yield Job(group, judge, k, (cand,), None, prompt_id, variant)
+                            yield Job(group, judge, k, (cand,), None, prompt_id, variant,
+                                      input_id)
             return
         for a, b in self.pairs:
+            input_id = self.input_id((a, b))
             for group in self.groups:
                 prompt_id, variant = self._identity[group.rubric.name]
                 for judge in judges:
                     for k in samples:
-                        yield Job(group, judge, k, (a, b), "ab", prompt_id, variant)
-                        yield Job(group, judge, k, (b, a), "ba", prompt_id, variant)
+                        yield Job(group, judge, k, (a, b), "ab", prompt_id, variant, input_id)
+                        yield Job(group, judge, k, (b, a), "ba", prompt_id, variant, input_id)
 
     def verdict(self, job: Job) -> VerdictFormat:
         return self._verdict[job.group.rubric.name]
@@ -163,18 +188,39 @@ class Plan:
         return job.request
 
 
-def _pairs(candidates: Sequence[Candidate]) -> tuple[list[tuple[Candidate, Candidate]], int]:
-    """Items both models answered, as (model_a's, model_b's) with models sorted by name."""
-    models = sorted({c.model for c in candidates})
-    if len(models) != 2:
-        raise UserError(f"pairwise mode needs exactly two candidate models, got {len(models)}: "
+def model_pairs(models: Sequence[str], baseline: str | None = None,
+                all_pairs: bool = False) -> list[tuple[str, str]]:
+    """Model pairs to compare, each sorted by name (so a pair's rows keep one identity
+    whichever model is the baseline): every model with the baseline (default the first
+    model), or every pair with ``all_pairs``."""
+    if len(models) < 2:
+        raise UserError(f"pairwise mode needs at least two candidate models, got "
+                        f"{len(models)}: {', '.join(models)}")
+    if all_pairs:
+        return [tuple(sorted(p)) for p in combinations(models, 2)]  # type: ignore[misc]
+    baseline = models[0] if baseline is None else baseline
+    if baseline not in models:
+        raise UserError(f"--baseline {baseline!r} is not a candidate model; models: "
                         f"{', '.join(models)}")
+    return [tuple(sorted((baseline, m))) for m in models if m != baseline]  # type: ignore[misc]
+
+
+def _pairs(candidates: Sequence[Candidate], baseline: str | None = None,
+           all_pairs: bool = False) -> tuple[list[tuple[Candidate, Candidate]], int]:
+    """Items both models of each pair answered, as (model_a's, model_b's); ``unpaired``
+    counts replies that take part in no comparison."""
+    models = list(dict.fromkeys(c.model for c in candidates))
     by_model: dict[str, dict[str, Candidate]] = {m: {} for m in models}
     for cand in candidates:
         by_model[cand.model][cand.item.item_id] = cand
-    a, b = (by_model[m] for m in models)
-    shared = [item_id for item_id in a if item_id in b]
-    if not shared:
-        raise UserError(f"models {models[0]!r} and {models[1]!r} share no item to compare")
-    unpaired = len(a) + len(b) - 2 * len(shared)
-    return [(a[i], b[i]) for i in shared], unpaired
+    out: list[tuple[Candidate, Candidate]] = []
+    used: set[tuple[str, str]] = set()
+    for first, second in model_pairs(models, baseline, all_pairs):
+        a, b = by_model[first], by_model[second]
+        shared = [item_id for item_id in a if item_id in b]
+        if not shared:
+            raise UserError(f"models {first!r} and {second!r} share no item to compare")
+        out.extend((a[i], b[i]) for i in shared)
+        used.update((m, i) for m in (first, second) for i in shared)
+    unpaired = sum(len(v) for v in by_model.values()) - len(used)
+    return out, unpaired

@@ -15,7 +15,8 @@ Template variables (documented for prompt authors in ``judge_prompts/README.md``
 ``verdict``, ``mode``, ``language``, ``topic``, ``stage``, ``dialogue`` (turns with
 ``speaker``, ``text``, ``strategy``), ``reply`` and ``claimed`` (the first candidate),
 ``replies`` (``.text``, ``.claimed``), ``reference`` (``.strategy``, ``.reply``, or None),
-``strategies``, ``nonce``, ``options``.
+``strategies``, ``nonce``, ``options``, ``goal`` (a simulated customer's goal when a
+whole conversation is judged, else None).
 """
 
 from __future__ import annotations
@@ -79,10 +80,13 @@ def _template(source: str) -> Any:
     template = _compiled.get(source)
     if template is None:
         import jinja2
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True,
-                                 lstrip_blocks=True, keep_trailing_newline=False,
-                                 autoescape=False)
+        # A prompts folder (--prompts) is code from wherever the user got it: render it in
+        # the sandbox, which refuses attribute walks such as ``''.__class__.__mro__``.
+        env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, trim_blocks=True,
+                                            lstrip_blocks=True, keep_trailing_newline=False,
+                                            autoescape=False)
         template = _compiled[source] = env.from_string(source)
     return template
 
@@ -115,7 +119,7 @@ def _view(item: Example) -> _ItemView:
         return _last_view[0]
     dialogue = [_Turn(u.speaker, u.text, BY_CODE.get(u.strategy) if u.strategy else None)
                 for u in item.context]
-    blob = "\x1f".join(u.text for u in item.context)
+    blob = "\x1f".join([item.topic, *(u.text for u in item.context)])
     _last_view[:] = [_ItemView(item, dialogue, blob)]
     return _last_view[0]
 
@@ -157,13 +161,15 @@ def render_prompt(group: TemplateGroup, item: Example, replies: Sequence[Reply],
         "reply": shown[0].text, "claimed": shown[0].claimed, "replies": shown,
         "reference": reference, "strategies": STRATEGIES, "nonce": nonce,
         "options": rubric.options,
+        # whole simulated conversations carry the customer's goal (simulate.judging)
+        "goal": getattr(item, "goal", None),
     }
     messages = []
     try:
         if rubric.system_source is not None:
             messages.append({"role": "system", "content": _render(rubric.system_source, context)})
         messages.append({"role": "user", "content": _render(rubric.prompt_source, context)})
-    except Exception as exc:  # noqa: BLE001 - whatever a template raises is the template's
+    except Exception as exc:
         raise DataError(f"template error: {type(exc).__name__}: {exc}",
                         path=str(rubric.path)) from None
     return RenderedPrompt(tuple(messages), nonce)

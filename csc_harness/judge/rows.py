@@ -1,36 +1,13 @@
-"""The judgment row: the contract between the judge module and everything that reads it.
+"""Judgment rows from judge answers: the judge side of :mod:`csc_harness.contract`.
 
-One JSON object per line of ``OUT/judgments.jsonl``, with exactly :data:`ROW_FIELDS`
-(absolute rows) or :data:`PAIRWISE_FIELDS` (pairwise rows):
-
-- identity: ``item_id, model, judge, dimension, prompt_id, sample, variant, mode,
-  reference_guided, kind`` (+ ``order`` for pairwise); a later row with the same identity
-  replaces an earlier one, though the runner never writes such a duplicate itself;
-- verdict: ``score`` (float, non-null exactly when ``status == "ok"``, on
-  ``scale_min..scale_max``), ``weighted_score`` (expected score from logprobs, null when
-  they were not asked for or not usable), ``rationale``, ``status`` (``ok``, ``invalid``,
-  ``refused``, ``error``), ``raw`` (the judge's whole answer, or the provider error);
-- provenance: ``prompt_tokens, completion_tokens, cost_usd`` (null = unknown, never 0 for
-  unknown), ``latency_s, response_model`` (what the provider says answered), ``cached``;
-- item: ``conversation_id, turn_index, stage, strategy`` (gold code), ``topic, language``;
-  candidate: ``reply``, ``predicted_strategy``; ``embedded`` (judge or candidate is the
-  bundled demo model).
-
-Pairwise rows add ``model_a, model_b, order`` (``ab``: model_a shown as A) and ``winner``
-(``a``/``b`` names model_a/model_b, not a position; ``tie``; null unless ok); their
-``model`` is ``"<a> vs <b>"`` and ``score``, ``scale_*``, ``reply`` are null.
-
-Joint mode: one call yields one row per dimension with the same ``raw``; the call's tokens,
-cost and latency sit on the first dimension's row and the others carry 0 (cost null when
-unknown), so sums over rows are exact. ``error`` rows are superseded on resume: the runner
-retries them and drops the old row.
+The fields, identities and statuses are defined there; this module only fills them in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..contract import IDENTITY_FIELDS, PAIRWISE_FIELDS, ROW_FIELDS, row_key
 from .parse import Verdict, parse_pairwise, parse_verdict
 from .weighted import weighted_score
 
@@ -42,27 +19,12 @@ if TYPE_CHECKING:
 __all__ = ["IDENTITY_FIELDS", "PAIRWISE_FIELDS", "ROW_FIELDS", "error_rows", "identity",
            "judgment_rows", "row_key"]
 
-ROW_FIELDS = (
-    "item_id", "conversation_id", "turn_index", "model", "judge", "dimension", "prompt_id",
-    "sample", "score", "weighted_score", "rationale", "status", "raw", "scale_min",
-    "scale_max", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s",
-    "response_model", "cached", "mode", "reference_guided", "variant", "kind", "stage",
-    "strategy", "predicted_strategy", "topic", "language", "reply", "embedded",
-)
-PAIRWISE_FIELDS = ROW_FIELDS + ("model_a", "model_b", "order", "winner")
-IDENTITY_FIELDS = ("kind", "item_id", "model", "judge", "dimension", "prompt_id", "sample",
-                   "variant", "mode", "reference_guided", "order")
 _WINNER = {("A", "ab"): "a", ("B", "ab"): "b", ("A", "ba"): "b", ("B", "ba"): "a"}
 
 
 def identity(*values: Any) -> tuple:
     """A row identity from values in :data:`IDENTITY_FIELDS` order."""
     return tuple(values)
-
-
-def row_key(row: Mapping[str, Any]) -> tuple:
-    """The identity of a written row (``order`` is None for absolute rows)."""
-    return tuple(row.get(name) for name in IDENTITY_FIELDS)
 
 
 def _base(job: Job, config: JudgeConfig, dim: str) -> dict[str, Any]:
@@ -88,6 +50,7 @@ def _base(job: Job, config: JudgeConfig, dim: str) -> dict[str, Any]:
         "topic": item.topic, "language": item.language,
         "reply": None if pairwise else cand.reply,
         "embedded": job.judge in embedded or any(c.model in embedded for c in job.candidates),
+        "input_id": job.input_id, "cache_key": None, "deployment": None,
     }
 
 
@@ -100,7 +63,9 @@ def _pairwise_fields(row: dict[str, Any], job: Job, verdict: Verdict | None) -> 
 
 def _provenance(row: dict[str, Any], response: Response, first: bool) -> None:
     row["raw"] = response.text or response.refusal or ""
+    row["cache_key"] = response.key
     row["response_model"] = response.response_model
+    row["deployment"] = response.deployment
     row["cached"] = response.cached
     if first:
         row["prompt_tokens"], row["completion_tokens"] = (response.prompt_tokens,
@@ -116,8 +81,11 @@ def _provenance(row: dict[str, Any], response: Response, first: bool) -> None:
 def judgment_rows(job: Job, config: JudgeConfig, response: Response) -> tuple[list[dict], list[Verdict]]:
     """Rows (one per dimension of the job) and the verdicts they came from."""
     refusal = response.refusal
+    quoted = [c.reply for c in job.candidates]
+    structured = response.structured in ("json_schema", "json_object")
     if job.pairwise:
-        verdict = parse_pairwise(response.text, nonce=job.nonce, refusal=refusal)
+        verdict = parse_pairwise(response.text, nonce=job.nonce, refusal=refusal,
+                                 quoted=quoted, structured=structured)
         row = _base(job, config, job.group.dimensions[0])
         _provenance(row, response, True)
         row["status"], row["rationale"] = verdict.status, verdict.rationale
@@ -126,7 +94,7 @@ def judgment_rows(job: Job, config: JudgeConfig, response: Response) -> tuple[li
     scale = job.group.rubric.scale
     assert scale is not None
     verdicts = parse_verdict(response.text, job.group.dimensions, scale, nonce=job.nonce,
-                             refusal=refusal)
+                             refusal=refusal, quoted=quoted, structured=structured)
     rows = []
     for i, dim in enumerate(job.group.dimensions):
         verdict = verdicts[dim]

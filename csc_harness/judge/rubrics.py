@@ -141,16 +141,13 @@ def load_rubrics(path: str | Path | None = None) -> list[Rubric]:
 
 def load_rubric(folder: Path) -> Rubric:
     """One template folder (see the module docstring)."""
-    import yaml
+    from ..jsonl import read_yaml
 
     rubric_path, prompt_path = folder / RUBRIC_FILE, folder / PROMPT_FILE
     for needed in (rubric_path, prompt_path):
         if not needed.is_file():
             raise DataError(f"template folder lacks {needed.name}", path=str(folder))
-    try:
-        meta = yaml.safe_load(rubric_path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise DataError(f"invalid YAML ({exc})".replace("\n", " "), path=str(rubric_path))
+    meta = read_yaml(rubric_path)
     where = str(rubric_path)
     if not isinstance(meta, dict):
         raise DataError("expected a mapping of rubric fields", path=where)

@@ -7,9 +7,11 @@ rows at once with no task and no second hash per row, and only misses go through
 queue to worker tasks that call ``Client.complete``. Concurrency and pacing per judge are
 the Client's; the runner keeps enough workers to saturate every judge.
 
-Stops: ``--max-cost`` stops launching calls when spend recorded in the folder plus calls
-in flight plus the next call's upper-bound estimate (prompt tokens + ``max_tokens``) would
-pass the budget; a replay-mode cache miss or a provider failure that no retry can fix
+Stops: ``--max-cost`` is a :class:`~csc_harness.llm.budget.Budget` on the Client (spend
+recorded in the folder counts against it): each call reserves its worst case, settles at its
+real cost, and the run stops when the next call cannot fit even with nothing in flight; an
+endpoint that gives no answer several times in a row (``llm.client.DEAD_AFTER``) stops the
+run with one message; a replay-mode cache miss or a provider failure that no retry can fix
 (bad key, unknown model) stops the run; a call that fails after retries becomes an
 ``error`` row that the next run retries. Every stop leaves a resumable folder.
 """
@@ -28,24 +30,27 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..contract import JUDGMENTS_FILE, RUN_FILE
 from ..errors import CacheMiss, ProviderError, UserError
+from ..jsonl import write_json_atomic
+from ..llm import BudgetExhausted, check_api_base
+from ..lock import folder_lock
 from .candidates import Candidate
 from .config import JudgeConfig
 from .plan import Job, Plan, job_keys
 from .rows import error_rows, judgment_rows
 from .rubrics import load_rubrics
-from ..jsonl import write_json_atomic
 from .store import JudgmentStore
 from .summary import summarize
 
 if TYPE_CHECKING:
     from ..llm import Client, Response
+    from ..llm.budget import Budget
 
 __all__ = ["RunResult", "run_judgments"]
 
 CHUNK = 256
 PROBE_EVERY = 16
-RUN_FILE = "run.json"
 StopReason = Literal["budget", "replay_miss", "provider", "errors"]
 
 
@@ -93,10 +98,12 @@ class RunResult:
     stop: StopReason | None = None
     message: str | None = None
     lines: list[str] = field(default_factory=list)
+    superseded: int = 0
+    """Rows whose input changed since they were written (moved to superseded.jsonl)."""
 
     @property
     def judgments_path(self) -> Path:
-        return self.out_dir / "judgments.jsonl"
+        return self.out_dir / JUDGMENTS_FILE
 
     @property
     def run_path(self) -> Path:
@@ -115,32 +122,32 @@ class _Run:
     def __init__(self, config: JudgeConfig, candidates: Sequence[Candidate], out_dir: Path,
                  client: Client, *, read_only: bool = False) -> None:
         self.config, self.client, self.out_dir = config, client, Path(out_dir)
+        check_api_base(config.api_base)  # before run.json records the URL
         self.plan = Plan(config, candidates, load_rubrics(config.prompts))
         self.store = JudgmentStore(self.out_dir, read_only=read_only)
-        self.keys = {k for job in self.plan for k in job_keys(job, config)}
-        self.retried = 0 if read_only else self.store.drop_errors(self.keys)
-        if config.max_cost is not None and not read_only:
-            unpriced = [j for j in config.judges if client.price(j, 1000, 1000) is None]
-            if unpriced:
-                raise UserError(f"--max-cost needs prices, and litellm's price map has none for "
-                                f"{', '.join(map(repr, unpriced))} (a self-hosted model?); "
-                                "drop --max-cost or use a priced model name")
+        self.keys = {k: job.input_id for job in self.plan for k in job_keys(job, config)}
+        self.retried, self.superseded = (0, 0) if read_only else self.store.replace_stale(
+            self.keys)
+        self.outside_plan = sum(1 for k in self.store.records if k not in self.keys)
+        self.budget = None if read_only else self._budget()
         self.stop: StopReason | None = None
         self.message: str | None = None
         self.errors = 0
-        self.spent = 0.0
-        self.reserved = 0.0
         self.reasons: Counter[str] = Counter()
+        self.logprobs_asked: Counter[str] = Counter()
+        self.logprobs_missing: Counter[str] = Counter()
         self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.bar: Any = None
         self._warm = False
         self._hits_seen = True
+        self.fault: OSError | None = None
+        """A write that failed in a worker (disk full), raised once the workers stopped."""
         self.bulk_hits = 0
         """Answers served from the cache in bulk (not through ``Client.complete``)."""
         self._postfix_at = 0.0
 
     def done(self, job: Job) -> bool:
-        return all(self.store.done(k) for k in job_keys(job, self.config))
+        return all(self.store.done(k, job.input_id) for k in job_keys(job, self.config))
 
     def pending(self, chunk: list[Job]) -> list[Job]:
         """Jobs of the chunk still to do, rendered."""
@@ -156,17 +163,20 @@ class _Run:
         in the cache (a fresh live run) only every :data:`PROBE_EVERY`-th chunk is looked up
         in bulk; the rest reach the cache one by one inside ``Client.complete`` anyway.
         """
-        cache = self.client.cache
-        if cache is None or not (self._hits_seen or index % PROBE_EVERY == 0
-                                 or self.client.cache_mode == "replay"):
+        if self.client.cache_mode == "off" or not (
+                self._hits_seen or index % PROBE_EVERY == 0 or self.client.cache_mode == "replay"):
             return [None] * len(jobs), {}
         keys = [self.client.cache_key(job.request) for job in jobs]
-        hits = cache.get_many(keys)  # served here: no second hash inside Client.complete
+        hits = self.client.cached_many(keys)  # served here: no second hash in Client.complete
         self._hits_seen = bool(hits)
         return keys, hits
 
     # -- rows ------------------------------------------------------------------------
     def finish(self, job: Job, response: Response) -> None:
+        if self.config.logprobs and not job.pairwise:
+            self.logprobs_asked[job.judge] += 1
+            if response.top_logprobs is None:
+                self.logprobs_missing[job.judge] += 1
         rows, verdicts = judgment_rows(job, self.config, response)
         for verdict in verdicts:
             if verdict.reason:
@@ -196,38 +206,41 @@ class _Run:
                                      f"${s.cost_usd:.4f}{unknown}", refresh=False)
 
     # -- budget ----------------------------------------------------------------------
-    def reserve(self, job: Job) -> float | None:
-        """Upper-bound cost of the next call, reserved; None when it would pass the budget."""
-        if self.config.max_cost is None:
-            return 0.0
-        request = job.request
-        assert request is not None
-        prompt = self.client.count_tokens(request.model, request.messages)
-        estimate = self.client.price(request.model, prompt, request.max_tokens) or 0.0
-        spent = self.store.spent_usd_before + self.spent
-        if spent + self.reserved + estimate > self.config.max_cost:
-            self.halt("budget", f"stopped before exceeding --max-cost ${self.config.max_cost:g}"
-                      f" (spent ${spent:.4f} in this folder; the next call could cost up to "
-                      f"${estimate:.4f}); re-run with a higher --max-cost to continue")
-            return None
-        self.reserved += estimate
-        return estimate
+    def _budget(self) -> Budget | None:
+        """The client's budget (a run or ablation shares one), else one for ``--max-cost``
+        with the folder's recorded spend already used; refuses unpriced judges up front."""
+        from ..llm.budget import Budget
 
-    def charge(self, response: Response) -> None:
-        if response.cached or self.config.max_cost is None:
-            return
-        cost = response.cost_usd
-        if cost is None and response.prompt_tokens is not None:
-            cost = self.client.price(response.response_model or "", response.prompt_tokens,
-                                     response.completion_tokens or 0)
-        self.spent += cost or 0.0
+        budget = self.client.budget
+        if budget is None and self.config.max_cost is not None:
+            budget = Budget(self.config.max_cost, spent=self.store.spent_usd_before)
+        if budget is not None:
+            unpriced = [j for j in self.config.judges if j not in budget.free
+                        and self.client.price(j, 1000, 1000) is None]
+            if unpriced:
+                raise UserError(f"--max-cost needs prices, and litellm's price map has none for "
+                                f"{', '.join(map(repr, unpriced))} (a self-hosted model?); "
+                                "drop --max-cost or use a priced model name")
+        return budget
+
+    def budget_message(self) -> str:
+        """Why the budget stopped the run, with the real spend once calls in flight settled."""
+        budget = self.budget
+        assert budget is not None and budget.stopped is not None
+        return (f"stopped before exceeding --max-cost ${budget.cap:g}: spent "
+                f"${budget.spent:.4f} (${budget.spent_now:.4f} in this run), "
+                f"${budget.left:.4f} left and the next call could cost up to "
+                f"${budget.stopped.needed:.4f}; re-run with a higher --max-cost to continue")
 
     # -- the loop --------------------------------------------------------------------
-    async def produce(self, queue: asyncio.Queue) -> None:
-        for index, chunk in enumerate(_chunks(self.plan, CHUNK)):
+    async def produce(self, queue: asyncio.Queue,
+                      rendered: Iterable[list[Job]] | None = None) -> None:
+        """Queue the pending jobs; ``rendered``: chunks already rendered (batch mode)."""
+        source = rendered if rendered is not None else (
+            self.pending(chunk) for chunk in _chunks(self.plan, CHUNK))
+        for index, pending in enumerate(source):
             if self.stop:
                 return
-            pending = self.pending(chunk)
             if not pending:
                 continue
             keys, hits = self.lookup(pending, index)
@@ -235,7 +248,7 @@ class _Run:
                 if self.stop:
                     return
                 if key in hits:
-                    self.bulk_hits += 1
+                    self.bulk_hits += hits[key].cached  # a fresh batch answer is no hit
                     self.finish(job, hits[key])
                     continue
                 if not self._warm:  # import litellm now, not inside the first call's timing
@@ -248,11 +261,11 @@ class _Run:
         while (job := await queue.get()) is not None:
             if self.stop:
                 continue
-            reserved = self.reserve(job)
-            if reserved is None:
-                continue
             try:
                 response = await self.client.complete(job.request)
+            except BudgetExhausted:
+                self.halt("budget", "")  # the message is written with the final spend
+                continue
             except CacheMiss as exc:
                 item = job.candidates[0].item.item_id
                 self.halt("replay_miss", f"{exc} [item {item!r}, judge {job.judge!r}, "
@@ -264,30 +277,41 @@ class _Run:
                 else:
                     self.fail(job, exc)
                 continue
-            finally:
-                self.reserved -= reserved
-            self.charge(response)
-            self.finish(job, response)
+            try:
+                self.finish(job, response)
+            except OSError as exc:  # disk full: stop every worker, raise it after the run
+                self.fault = self.fault or exc
+                self.halt("errors", f"cannot write {self.store.path}: {exc.strerror or exc}")
 
     async def execute(self, progress: bool | None) -> None:
         from tqdm import tqdm
 
-        done = sum(1 for k in self.keys if self.store.done(k))
+        done = sum(1 for k, input_id in self.keys.items() if self.store.done(k, input_id))
         self.bar = tqdm(total=self.plan.judgments, initial=done, unit="judgment",
                         file=sys.stderr, disable=None if progress is None else not progress,
                         dynamic_ncols=True, mininterval=0.5, smoothing=0.1)
         workers_n = min(1024, self.client.concurrency * len(self.config.judges))
         queue: asyncio.Queue = asyncio.Queue(maxsize=2 * workers_n)
+        previous, self.client.budget = self.client.budget, self.budget
         workers = [asyncio.create_task(self.work(queue)) for _ in range(workers_n)]
         try:
-            await self.produce(queue)
+            rendered = None
+            if getattr(self.client, "batch", False):  # the client may obtain answers ahead
+                # rendered once: the same jobs are prefilled, then queued
+                rendered = [p for chunk in _chunks(self.plan, CHUNK) if (p := self.pending(chunk))]
+                await self.client.prefill((job.request for chunk in rendered for job in chunk),
+                                          self.out_dir)
+            await self.produce(queue, rendered)
             for _ in workers:
                 await queue.put(None)
             await asyncio.gather(*workers)
+            if self.fault is not None:
+                raise self.fault
         finally:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            self.client.budget = previous
             self.store.close()
             self.bar.close()
 
@@ -295,7 +319,10 @@ class _Run:
     def report(self, status: str) -> RunResult:
         records = [self.store.records[k] for k in self.keys if k in self.store.records]
         summary = summarize(records, self.config.judges, self.plan.dimensions)
-        remaining = sum(1 for k in self.keys if not self.store.done(k))
+        remaining = sum(1 for k, input_id in self.keys.items()
+                        if not self.store.done(k, input_id))
+        if self.stop == "budget" and self.budget is not None and self.budget.stopped:
+            self.message = self.budget_message()
         if status != "running" and self.stop is None and self.errors:
             self.message = (f"{self.errors} call(s) failed after retries and were written "
                             "as 'error' rows; re-run the same command to retry them")
@@ -310,12 +337,28 @@ class _Run:
                         "cache_hits": self.client.stats.cache_hits + self.bulk_hits,
                         "error_rows": self.errors,
                         "retried_error_rows": self.retried,
+                        "superseded_rows": self.superseded,
+                        "rows_outside_plan": self.outside_plan,
                         "torn_bytes_cut": self.store.truncated_bytes,
-                        "not_ok_reasons": dict(self.reasons)},
+                        "not_ok_reasons": dict(self.reasons),
+                        "budget": self.budget.as_dict() if self.budget else None},
             "remaining": remaining, "totals": summary,
             "outputs": {"judgments": str(self.store.path), "run": str(self.out_dir / RUN_FILE)},
+            "notes": self.notes(),
         })
-        return RunResult(self.out_dir, summary, remaining, self.errors, self.stop, self.message)
+        return RunResult(self.out_dir, summary, remaining, self.errors, self.stop, self.message,
+                         lines=self.notes(), superseded=self.superseded)
+
+    def notes(self) -> list[str]:
+        """Options a server did not honour: said, never dropped silently."""
+        out = []
+        for judge, missing in sorted(self.logprobs_missing.items()):
+            base = self.config.api_base or "the provider default"
+            out.append(f"--logprobs {self.config.logprobs}: {judge} at {base} returned no "
+                       f"log-probabilities for {missing} of {self.logprobs_asked[judge]} "
+                       "answers, so their weighted_score is null (the embedded server gives "
+                       "them only when started with serve-local --logprobs)")
+        return out
 
     def _prompts(self) -> dict[str, Any]:
         out = {}
@@ -332,7 +375,9 @@ class _Run:
         return {"candidates": len(self.plan.candidates), "models": models,
                 "items": len({c.item.item_id for c in self.plan.candidates}),
                 "dimensions": self.plan.dimensions, "calls": len(self.plan),
-                "judgments": self.plan.judgments, "unpaired_replies": self.plan.unpaired}
+                "judgments": self.plan.judgments, "unpaired_replies": self.plan.unpaired,
+                "truncated_replies": sum(c.truncated_from is not None
+                                         for c in self.plan.candidates)}
 
 
 async def run_judgments(config: JudgeConfig, candidates: Sequence[Candidate],
@@ -344,12 +389,13 @@ async def run_judgments(config: JudgeConfig, candidates: Sequence[Candidate],
     terminal. Returns a :class:`RunResult`; raises :class:`CacheMiss` after writing what
     was done when replay mode meets an uncached request.
     """
-    run = _Run(config, candidates, Path(out_dir), client)
-    run.report("running")
-    try:
-        await run.execute(progress)
-    finally:
-        result = run.report("incomplete")
+    with folder_lock(out_dir):
+        run = _Run(config, candidates, Path(out_dir), client)
+        run.report("running")
+        try:
+            await run.execute(progress)
+        finally:
+            result = run.report("incomplete")
     if run.stop == "replay_miss":
         raise CacheMiss(f"{run.message}; {result.remaining} judgment(s) not done")
     if run.stop == "provider":

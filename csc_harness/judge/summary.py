@@ -13,12 +13,10 @@ from collections.abc import Iterable, Sequence
 from itertools import combinations
 from typing import Any
 
+from ..contract import STATUSES
 from .store import Record
 
 __all__ = ["format_summary", "spearman", "summarize"]
-
-STATUSES = ("ok", "invalid", "refused", "error")
-
 
 def _ranks(values: Sequence[float]) -> list[float]:
     """Average ranks (ties share the mean of their positions), 1-based."""

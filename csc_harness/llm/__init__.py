@@ -6,15 +6,21 @@ backoff, per-model concurrency and pacing, structured-output negotiation and cos
 and demos.
 """
 
+from ._retry import check_api_base, check_model
 from ._types import CacheMode, Request, Response, StructuredMode, Usage
+from .budget import Budget, BudgetExhausted, UnpricedModel
 from .cache import CACHE_FORMAT_VERSION, ResponseCache, cache_key, default_cache_path
-from .client import Client, ProviderCallError
+from .client import DEAD_AFTER, Client, EndpointUnreachable, ProviderCallError
 from .stub import StubReply, StubServer
 
 __all__ = [
     "CACHE_FORMAT_VERSION",
+    "DEAD_AFTER",
+    "Budget",
+    "BudgetExhausted",
     "CacheMode",
     "Client",
+    "EndpointUnreachable",
     "ProviderCallError",
     "Request",
     "Response",
@@ -22,7 +28,10 @@ __all__ = [
     "StructuredMode",
     "StubReply",
     "StubServer",
+    "UnpricedModel",
     "Usage",
     "cache_key",
+    "check_api_base",
+    "check_model",
     "default_cache_path",
 ]

@@ -17,6 +17,7 @@ from ._types import Request
 __all__ = [
     "acompletion",
     "completion_kwargs",
+    "cost_of",
     "count_tokens",
     "parse_answer",
     "parse_logprobs",
@@ -49,7 +50,7 @@ def provider_of(model: str) -> str:
             return prefix  # skip the import for the common cases
     try:
         return str(load().get_llm_provider(model)[1])
-    except Exception:  # noqa: BLE001 - an unknown model is the provider's to reject, with its message
+    except Exception:
         return ""
 
 
@@ -129,6 +130,7 @@ def parse_answer(raw: Any) -> dict[str, Any]:
     if not refusal and finish == "content_filter":
         refusal = "content_filter"
     usage = _get(raw, "usage")
+    cached, written = cache_tokens(usage)
     return {
         "text": _get(message, "content") or "",
         "response_model": _get(raw, "model"),
@@ -137,7 +139,26 @@ def parse_answer(raw: Any) -> dict[str, Any]:
         "prompt_tokens": _get(usage, "prompt_tokens"),
         "completion_tokens": _get(usage, "completion_tokens"),
         "top_logprobs": parse_logprobs(choice),
+        "cached_tokens": cached,
+        "cache_write_tokens": written,
     }
+
+
+def cache_tokens(usage: Any) -> tuple[int | None, int | None]:
+    """(prompt tokens read from the provider's prompt cache, tokens written to it).
+
+    OpenAI reports reads as ``usage.prompt_tokens_details.cached_tokens``; Anthropic (via
+    litellm) as ``cache_read_input_tokens`` and writes as ``cache_creation_input_tokens``.
+    None when the provider says nothing.
+    """
+    if usage is None:
+        return None, None
+    read = _get(usage, "cache_read_input_tokens")
+    if not read:
+        read = _get(_get(usage, "prompt_tokens_details"), "cached_tokens") or read
+    written = _get(usage, "cache_creation_input_tokens")
+    return (int(read) if read is not None else None,
+            int(written) if written is not None else None)
 
 
 def answer_cost(raw: Any) -> float | None:
@@ -150,7 +171,7 @@ def answer_cost(raw: Any) -> float | None:
     else:
         try:
             cost = load().completion_cost(completion_response=raw)
-        except Exception:  # noqa: BLE001 - completion_cost raises for unmapped models: unknown, not 0
+        except Exception:
             return None
     try:
         value = float(cost)
@@ -167,7 +188,7 @@ def price(model: str, prompt_tokens: int, completion_tokens: int) -> float | Non
         prompt_cost, completion_cost = load().cost_per_token(
             model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
         )
-    except Exception:  # noqa: BLE001 - ModelNotMappedError and friends
+    except Exception:
         _UNPRICED.add(model)
         return None
     return float(prompt_cost) + float(completion_cost)
@@ -176,13 +197,54 @@ def price(model: str, prompt_tokens: int, completion_tokens: int) -> float | Non
 _UNPRICED: set[str] = set()
 
 
+@functools.cache
+def _rates(model: str) -> dict[str, float] | None:
+    try:
+        info = load().get_model_info(model)
+    except Exception:
+        return None
+    names = ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost",
+             "cache_creation_input_token_cost", "input_cost_per_token_batches",
+             "output_cost_per_token_batches", "cache_read_input_token_cost_batches",
+             "cache_creation_input_token_cost_batches")
+    rates = {name: float(info[name]) for name in names if info.get(name) is not None}
+    if "input_cost_per_token" not in rates or "output_cost_per_token" not in rates:
+        return None
+    return rates
+
+
+def cost_of(model: str, prompt_tokens: int, completion_tokens: int, *, cached: int = 0,
+            written: int = 0, batch: bool = False) -> float | None:
+    """USD of one answer with each kind of token at its own list price (litellm's map).
+
+    ``prompt_tokens`` includes ``cached`` (read from the provider's prompt cache) and
+    ``written`` (cache writes). Batch answers use the ``*_batches`` prices, or half the
+    online price where the map has none (both providers bill batches at half price).
+    None when the model is unmapped.
+    """
+    rates = _rates(model)
+    if rates is None:
+        return None
+    inp, out = rates["input_cost_per_token"], rates["output_cost_per_token"]
+    read = rates.get("cache_read_input_token_cost", inp)
+    write = rates.get("cache_creation_input_token_cost", inp)
+    if batch:
+        half = inp and rates.get("input_cost_per_token_batches", inp / 2) / inp
+        read = rates.get("cache_read_input_token_cost_batches", read * half)
+        write = rates.get("cache_creation_input_token_cost_batches", write * half)
+        inp = rates.get("input_cost_per_token_batches", inp / 2)
+        out = rates.get("output_cost_per_token_batches", out / 2)
+    plain = max(0, prompt_tokens - cached - written)
+    return plain * inp + cached * read + written * write + completion_tokens * out
+
+
 def count_tokens(model: str, messages: Any) -> int:
     """litellm's token count for ``messages`` (chat list or text); ~chars/3 if it fails."""
     try:
         if isinstance(messages, str):
             return int(load().token_counter(model=model, text=messages))
         return int(load().token_counter(model=model, messages=list(messages)))
-    except Exception:  # noqa: BLE001 - unknown tokenizer or odd content: a rough estimate beats none
+    except Exception:
         text = messages if isinstance(messages, str) else "".join(
             str(m.get("content") or "") if isinstance(m, dict) else str(m) for m in messages
         )

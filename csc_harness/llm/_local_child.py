@@ -1,9 +1,10 @@
 """The local server's child process: ``python -m csc_harness.llm._local_child PARENT_PID
-[--convert SRC KIND] ARGS``.
+[--convert SRC KIND] [--scoring] ARGS``.
 
 It watches its parent and stops itself once the parent is gone (even after ``kill -9``),
 re-encodes the bundled weights when asked (once; racing starts are safe), then runs
-``llama_cpp.server`` with ARGS in this same process.
+``llama_cpp.server`` with ARGS in this same process, or with ``--scoring`` the scoring
+server of :mod:`._local_scorer`.
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ def _child_main(argv: list[str]) -> None:
         target = Path(rest[rest.index("--model") + 1])
         if not target.is_file():
             _convert(source, target, kind)
+    if rest[:1] == ["--scoring"]:
+        from ._local_scorer import serve
+
+        serve(rest[1:])
+        return
     sys.argv = ["llama_cpp.server", *rest]
     runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 

@@ -14,15 +14,23 @@ import os
 import random
 import re
 import time
+import urllib.parse
+from collections.abc import Iterable
 from typing import Any
+
+from ..errors import UserError
 
 __all__ = [
     "backoff_delay",
+    "check_api_base",
+    "check_model",
+    "is_connection_failure",
     "is_retryable",
     "mentions_logprobs",
     "mentions_response_format",
     "redact",
     "retry_after",
+    "secret_values",
     "status_of",
 ]
 
@@ -44,6 +52,17 @@ _KEY_LIKE = re.compile(
     r"|AIza[0-9A-Za-z_\-]{20,}|gsk_[A-Za-z0-9]{10,}|hf_[A-Za-z0-9]{10,})"
 )
 _SECRET_ENV = re.compile(r"(API_KEY|_KEY|_TOKEN|_SECRET)$")
+_CONNECT_NAMES = frozenset({
+    "ConnectError", "ConnectTimeout", "APIConnectionError", "ClientConnectorError",
+    "ClientConnectionError", "ConnectionRefusedError", "ConnectionResetError",
+    "ServerDisconnectedError", "gaierror",
+})
+# httpx / aiohttp / OS wording when no HTTP answer came back at all
+_CONNECT_TEXT = re.compile(
+    r"connection refused|connecterror|all connection attempts failed|cannot connect to host"
+    r"|name or service not known|nodename nor servname|temporary failure in name resolution"
+    r"|no route to host|network is unreachable|connection reset by peer", re.IGNORECASE)
+_CREDENTIAL_PARAM = re.compile(r"key|token|secret|passw|auth|sig|credential", re.IGNORECASE)
 _rng = random.Random()  # unseeded on purpose: jitter only spreads timing
 
 
@@ -82,6 +101,79 @@ def is_retryable(exc: BaseException) -> bool:
     return bool(_names(exc) & _TRANSIENT_NAMES)
 
 
+def _chain(exc: BaseException) -> Iterable[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def is_connection_failure(exc: BaseException) -> bool:
+    """True when no HTTP answer came back: refused, unresolvable, unreachable, reset.
+
+    litellm reports a refused connection as ``InternalServerError`` (500) for ``openai/``
+    models, so the exception's causes and message decide, not its status.
+    """
+    for link in _chain(exc):
+        if _names(link) & _CONNECT_NAMES or isinstance(link, ConnectionRefusedError):
+            return True
+    return bool(_CONNECT_TEXT.search(str(exc)))
+
+
+def check_api_base(url: str | None) -> None:
+    """Refuse an API base URL that carries credentials (``user:key@host`` or a key in the
+    query string): a URL is recorded in run.json, cache entries and error messages, and a
+    key must never be. Raises :class:`UserError` naming the URL without its secrets."""
+    if not url:
+        return
+    try:
+        parts = urllib.parse.urlsplit(url)
+        userinfo = parts.username is not None or parts.password is not None
+    except ValueError as exc:
+        raise UserError(f"api base is not a valid URL ({exc})") from None
+    params = [name for name, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+              if _CREDENTIAL_PARAM.search(name)]
+    if not userinfo and not params:
+        return
+    host = parts.hostname or "?"
+    shown = f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
+    where = "user:key@ in the URL" if userinfo else f"query parameter(s) {', '.join(params)}"
+    raise UserError(f"api base {shown!r} carries credentials ({where}): remove them and put "
+                    "the key in the provider's environment variable (e.g. OPENAI_API_KEY) "
+                    "instead; URLs are recorded in run.json and the cache, keys never are")
+
+
+_COMMON_PROVIDERS = frozenset({"openai", "anthropic", "hosted_vllm", "ollama", "ollama_chat"})
+
+
+def check_model(model: str) -> None:
+    """Refuse a ``provider/model`` name whose provider litellm does not know (a typo such as
+    ``opneai/gpt-4o``): bad input, caught before anything is called or written. A name
+    without a prefix is left to litellm (it infers the provider of known model names).
+    litellm is imported only for prefixes other than the common ones."""
+    prefix, slash, _ = model.partition("/")
+    if not slash or prefix in _COMMON_PROVIDERS:
+        return
+    from . import _litellm
+
+    known = {str(getattr(p, "value", p)) for p in _litellm.load().provider_list}
+    if prefix not in known:
+        raise UserError(f"unknown provider {prefix!r} in model {model!r}: use litellm's "
+                        "provider/model form (e.g. openai/gpt-4o-mini, anthropic/claude-"
+                        "sonnet-4-5, hosted_vllm/<name> with --api-base)")
+
+
+def secret_values(*explicit: str | None) -> tuple[str, ...]:
+    """Key values to redact: the explicit ones and every ``*_API_KEY`` / ``*_KEY`` /
+    ``*_TOKEN`` / ``*_SECRET`` environment variable of at least 6 characters (longest
+    first, so a key containing another is replaced whole)."""
+    values = {s for s in explicit if s}
+    values |= {v for k, v in os.environ.items() if _SECRET_ENV.search(k) and len(v) >= 6}
+    return tuple(sorted(values, key=len, reverse=True))
+
+
 def _headers(exc: BaseException) -> Any:
     headers = getattr(exc, "litellm_response_headers", None)
     if headers is None:
@@ -102,7 +194,7 @@ def retry_after(exc: BaseException) -> float | None:
         if millis is not None:
             return max(0.0, float(millis) / 1000.0)
         value = headers.get("retry-after")
-    except Exception:  # noqa: BLE001 - a headers object we do not understand: fall back to backoff
+    except Exception:
         return None
     if value is None:
         return None
@@ -145,8 +237,6 @@ def mentions_logprobs(exc: BaseException) -> bool:
 
 def redact(text: str, *secrets: str | None) -> str:
     """``text`` with the given secrets, key-shaped tokens and env secrets replaced by ***."""
-    values = [s for s in secrets if s]
-    values += [v for k, v in os.environ.items() if _SECRET_ENV.search(k) and len(v) >= 6]
-    for value in sorted(set(values), key=len, reverse=True):
+    for value in secret_values(*secrets):
         text = text.replace(value, "***")
     return _KEY_LIKE.sub("***", text)

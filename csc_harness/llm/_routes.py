@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["Pacer", "Route", "next_form"]
 
@@ -42,6 +43,18 @@ class Route:
     """response_format form to send now: json_schema, json_object or none."""
     logprobs: bool = True
     """False once the server rejected logprobs."""
+    connect_failures: int = 0
+    """Consecutive attempts that got no HTTP answer (reset by any answer)."""
+    dead: str | None = None
+    """Why the endpoint is given up on for the rest of the run; None while it is usable."""
+    target: Any = None
+    """A model-list entry's :class:`~csc_harness.llm._router.Target`; None: call litellm
+    with the request's own model and api base."""
+    width: int = 1
+    """Deployments behind the route: a dead one among several is the Router's to skip."""
+    prefix: Any = None
+    """Anthropic routes: the :class:`~csc_harness.llm._prompt_cache.PrefixLearner` that
+    places prompt-cache breakpoints; None for providers that cache by themselves."""
 
 
 def next_form(form: str, provider: str) -> str | None:

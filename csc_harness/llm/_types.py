@@ -74,6 +74,15 @@ class Response:
     """response_format form actually sent: json_schema, json_object, none; None if no schema."""
     attempts: int = 1
     """Provider requests made for this answer (1 + retries); 0 for a cache hit."""
+    deployment: str | None = None
+    """Model-list deployment that answered (``model_info.id``); None outside a model list."""
+    cached_tokens: int | None = None
+    """Prompt tokens the provider read from its prompt cache (part of ``prompt_tokens``)."""
+    cache_write_tokens: int | None = None
+    """Prompt tokens written to the provider's prompt cache (Anthropic; part of
+    ``prompt_tokens``)."""
+    batch: bool = False
+    """Answered through a provider batch API (priced at the batch rate)."""
 
 
 @dataclass
@@ -95,7 +104,18 @@ class Usage:
     cost_usd: float = 0.0
     unknown_cost_calls: int = 0
     """Fresh answers whose price is unknown: ``cost_usd`` is then a lower bound."""
+    cached_prompt_tokens: int = 0
+    """Prompt tokens of fresh answers read from the provider's prompt cache."""
+    cache_write_tokens: int = 0
+    """Prompt tokens of fresh answers written to the provider's prompt cache."""
+    batch_calls: int = 0
+    """Fresh answers obtained through a provider batch API (also counted in ``calls``)."""
 
     def as_dict(self) -> dict[str, int | float]:
-        return dict(self.__dict__)
+        """Counters plus ``provider_cache_share``: the share of fresh prompt tokens read
+        from provider prompt caches (None before any prompt token was billed)."""
+        data: dict[str, int | float] = dict(self.__dict__)
+        share = self.cached_prompt_tokens / self.prompt_tokens if self.prompt_tokens else None
+        data["provider_cache_share"] = round(share, 4) if share is not None else None  # type: ignore[assignment]
+        return data
 

@@ -52,9 +52,13 @@ class Writer(threading.Thread):
             self.join()
 
     def run(self) -> None:
-        db = sqlite3.connect(self._path, isolation_level=None, timeout=30.0)
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA wal_autocheckpoint=0")
+        try:
+            db = sqlite3.connect(self._path, isolation_level=None, timeout=30.0)
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA wal_autocheckpoint=0")
+        except sqlite3.Error as exc:  # every waiter must hear of it, or it waits forever
+            self._refuse(exc)
+            return
         dirty, last_checkpoint = False, time.monotonic()
         try:
             while True:
@@ -75,6 +79,11 @@ class Writer(threading.Thread):
                     return
         finally:
             db.close()
+
+    def _refuse(self, exc: BaseException) -> None:
+        """Fail every row queued until :meth:`stop`: the file cannot be opened."""
+        while (item := self._queue.get()) is not _STOP:
+            item[1].set_exception(exc)  # type: ignore[index]
 
     def _drain(self, first: object) -> tuple[list[tuple[Row, Future[None]]], bool]:
         """``first`` plus whatever else is queued (up to a batch); True if asked to stop."""

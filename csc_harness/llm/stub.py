@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 import threading
 import time
 from collections import deque
@@ -59,6 +60,31 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 1024
     allow_reuse_address = True
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.open_sockets: set[Any] = set()
+        self.sockets_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.sockets_lock:
+            self.open_sockets.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.sockets_lock:
+            self.open_sockets.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """Close kept-alive connections too, so a stopped stub looks like a dead server."""
+        with self.sockets_lock:
+            sockets, self.open_sockets = list(self.open_sockets), set()
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
 
 class StubServer:
     """Threaded loopback server answering OpenAI chat/completions requests from a script.
@@ -95,11 +121,13 @@ class StubServer:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
+    handler_class: type[BaseHTTPRequestHandler]  # set below: _Handler, or a subclass's
+
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> StubServer:
         """Bind to an ephemeral loopback port and serve on a daemon thread."""
         if self._server is None:
-            handler = type("StubHandler", (_Handler,), {"stub": self})
+            handler = type("StubHandler", (self.handler_class,), {"stub": self})
             self._server = _Server(("127.0.0.1", 0), handler)
             # a short poll keeps stop() (and so every test) from waiting the default 0.5 s
             self._thread = threading.Thread(
@@ -113,6 +141,7 @@ class StubServer:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            self._server.drop_connections()
             self._server = None
 
     def __enter__(self) -> StubServer:
@@ -165,7 +194,7 @@ class StubServer:
             assert self._responder is not None
             try:
                 reply = self._responder(body)
-            except Exception as exc:  # noqa: BLE001 - a broken responder must fail loudly
+            except Exception as exc:
                 self.errors.append(f"responder raised {exc!r}")
                 return StubReply(text=f"responder raised {exc!r}", status=500)
         return StubReply(text=reply) if isinstance(reply, str) else reply
@@ -299,3 +328,6 @@ def _text_body(completion_id: str, body: dict, reply: StubReply) -> dict:
         "model": reply.model or body.get("model") or "stub",
         "choices": [choice], "usage": _usage(body, reply),
     }
+
+
+StubServer.handler_class = _Handler

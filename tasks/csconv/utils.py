@@ -6,7 +6,9 @@ lm-eval task and csc-harness's own commands compute the same numbers.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from functools import lru_cache
 from typing import Any
 
@@ -14,6 +16,7 @@ from lm_eval.api.task import ConfigurableTask
 
 from csc_harness import metrics
 from csc_harness.data import Utterance, load_examples
+from csc_harness.errors import MissingDependency
 from csc_harness.framework import STRATEGIES, format_reply, parse_reply
 from csc_harness.prompting import reply_messages, system_prompt, transcript
 
@@ -57,6 +60,30 @@ class CSConvReplyTask(ConfigurableTask):
         if apply_chat_template and chat_template:
             return chat_template(messages, add_generation_prompt=True)
         return f"{messages[0]['content']}\n\n{transcript(_context(doc), doc['language'])}"
+
+
+class CSConvBertScoreTask(CSConvReplyTask):
+    """``csconv_reply`` plus BERTScore. bert-score is only used when the scores are
+    aggregated, after every reply was generated (and paid for): its absence is reported
+    here, when lm-eval builds the task, before the first request."""
+
+    def __init__(self, config: dict | None = None, **kwargs: Any) -> None:
+        require_bertscore()
+        super().__init__(config=config, **kwargs)
+
+
+def require_bertscore() -> None:
+    """Raise :class:`MissingDependency` (with its pip command) unless bert-score is
+    importable; checked without importing it (it pulls in torch: seconds)."""
+    if "bert_score" in sys.modules:  # None there means "blocked" to the import system
+        found = sys.modules["bert_score"] is not None
+    else:
+        try:
+            found = importlib.util.find_spec("bert_score") is not None
+        except (ImportError, ValueError):  # a broken install
+            found = False
+    if not found:
+        raise MissingDependency("bert-score", "bertscore", "The csconv_reply_bertscore task")
 
 
 def doc_to_text(doc: dict) -> str:
