@@ -168,6 +168,15 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         raise UserError(f"cannot read {str(path)!r}: {exc.strerror}") from None
 
 
+def write_all(fd: int, data: bytes, *, sync: bool = False) -> None:
+    """Write every byte (``os.write`` may write less than asked), then fsync if asked."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    if sync:
+        os.fsync(fd)
+
+
 def write_json_atomic(path: Path, value: Any) -> None:
     """Write JSON to ``path`` via a temporary file and rename (never a half-written file).
 
@@ -180,9 +189,7 @@ def write_json_atomic(path: Path, value: Any) -> None:
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, data)
         finally:
             os.close(fd)
         os.replace(tmp, path)

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from ..contract import JUDGMENTS_FILE, SUPERSEDED_FILE, row_key
 from ..errors import DataError, UserError
-from ..jsonl import parse_json
+from ..jsonl import parse_json, write_all
 
 __all__ = ["JUDGMENTS_FILE", "JudgmentStore", "Record"]
 
@@ -196,11 +196,7 @@ class JudgmentStore:
         self._keys = []
         start = os.lseek(self._fd, 0, os.SEEK_END)
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
-            os.fsync(self._fd)
+            write_all(self._fd, data, sync=True)
         except BaseException:
             os.ftruncate(self._fd, start)
             for key in keys:
@@ -217,9 +213,6 @@ class JudgmentStore:
 def _append_synced(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
+        write_all(fd, data, sync=True)
     finally:
         os.close(fd)

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..contract import JUDGMENTS_FILE, TRANSCRIPTS_FILE
 from ..errors import DataError
+from ..jsonl import write_all
 
 __all__ = ["TranscriptStore", "append_line", "judgment_paths", "read_rows"]
 
@@ -48,9 +49,7 @@ def append_line(path: Path, row: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data)
     finally:
         os.close(fd)
 
