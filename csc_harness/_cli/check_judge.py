@@ -134,7 +134,10 @@ def run(args: argparse.Namespace) -> int:
     except CacheMiss as exc:
         raise UserError(str(exc)) from None
     except ProviderError as exc:
-        print(f"csc-harness check-judge: error: {exc}", file=sys.stderr)
+        from . import resume_command
+
+        print(f"csc-harness check-judge: error: judging stopped: {exc}. Resume with: "
+              f"{resume_command(args)}", file=sys.stderr)
         return 1
     rows = _this_run(load_judgments([args.out]).absolute, candidates, config)
     result = judge_check(rows, threshold=args.threshold,

@@ -119,7 +119,8 @@ def _view(item: Example) -> _ItemView:
         return _last_view[0]
     dialogue = [_Turn(u.speaker, u.text, BY_CODE.get(u.strategy) if u.strategy else None)
                 for u in item.context]
-    blob = "\x1f".join([item.topic, *(u.text for u in item.context)])
+    goal = getattr(item, "goal", None) or ""  # simulated conversations quote it too
+    blob = "\x1f".join([item.topic, goal, *(u.text for u in item.context)])
     _last_view[:] = [_ItemView(item, dialogue, blob)]
     return _last_view[0]
 

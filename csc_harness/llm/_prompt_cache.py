@@ -40,6 +40,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .router import common_prefix
+
 __all__ = ["MIN_DIALOGUE_PREFIX_CHARS", "PrefixLearner", "with_breakpoints"]
 
 MIN_PREFIX_CHARS = 512
@@ -94,7 +96,7 @@ class PrefixLearner:
         for sample in self._samples:
             if sample == text:
                 continue
-            shared = _common_prefix(sample, text)
+            shared = common_prefix(sample, text)
             quoted = _QUOTED.search(text, 0, shared)
             # two turns of one conversation share their quoted dialogue too: the constant
             # part ends before the first nonce-tagged (per-conversation) quote
@@ -105,17 +107,6 @@ class PrefixLearner:
                 return text[:cut]
         self._samples = [*self._samples[-(self.MAX_SAMPLES - 1):], text]
         return None
-
-
-def _common_prefix(a: str, b: str) -> int:
-    lo, hi = 0, min(len(a), len(b))
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if a[:mid] == b[:mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
 
 
 def with_breakpoints(messages: list[dict[str, Any]], learner: PrefixLearner | None
