@@ -44,7 +44,7 @@ from csc_harness.judge.candidates import Candidate
 from csc_harness.judge.plan import Plan
 from csc_harness.judge.rubrics import load_rubrics
 from csc_harness.llm import _litellm
-from csc_harness.llm._prompt_cache import _common_prefix
+from csc_harness.llm.router import common_prefix
 
 CSCONV_TURNS = 25_810
 JUDGES = ("anthropic/claude-sonnet-4-5", "openai/gpt-4o")
@@ -82,10 +82,10 @@ def _measure(judge: str, requests: list) -> dict[str, float]:
         if head not in templates:
             templates[head] = user
         else:
-            cut = user.rfind("\n", 0, _common_prefix(templates[head], user)) + 1
+            cut = user.rfind("\n", 0, common_prefix(templates[head], user)) + 1
             templates[head] = user[:cut]
         conv = (head, request.messages[-1]["content"][200:400])
-        shared = _common_prefix(previous.get(conv, ""), text)
+        shared = common_prefix(previous.get(conv, ""), text)
         previous[conv] = text
         shared_tokens = _tokens(judge, text[:shared]) if shared else 0
         if shared_tokens >= MIN_CACHED:
