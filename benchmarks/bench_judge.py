@@ -1,16 +1,21 @@
 """Judge runner throughput and replay speed on a 2-core machine.
 
 Prints one JSON object last. Goals: ``throughput_ratio_vs_litellm`` >= 0.9,
-``replay_seconds`` < 30, ``peak_rss_mb`` < 1024.
+``replay_seconds`` < 30, ``peak_rss_mb`` < 1024; ``layer_ratio_vs_litellm`` is reported
+beside them (what our layer costs where calls go through litellm).
 
 Live part: a loopback OpenAI-compatible stub (a separate process, so it does not compete
 for this process's GIL) answers every request after 50 ms with a JSON verdict. The same
-requests are sent (a) by a bare ``litellm.acompletion`` loop under a semaphore and (b) by
-``run_judgments`` (render, cache lookup and write, parse, row append with fsync), at the
-same concurrency, in four alternating rounds in one process (machine load drifts); the
-ratio is our judgments/s over the bare loop's calls/s. The judge is named
-``openai/gpt-4o-mini`` so both sides take litellm's priced-model path, as a hosted judge
-would.
+requests are sent at the same concurrency, in four alternating rounds in one process
+(machine load drifts), by (a) a bare ``litellm.acompletion`` loop under a semaphore, (b)
+``run_judgments`` as shipped (render, cache lookup and write, parse, row append with
+fsync; the call itself through the openai SDK, as for any OpenAI-compatible server at an
+api base, see ``csc_harness/llm/_openai_sdk.py``) and (c) ``run_judgments`` with every
+call through litellm (``Client(openai_sdk=False)``, the path of Anthropic, model lists and
+OpenAI reasoning models). ``throughput_ratio_vs_litellm`` is (b) over (a): what a user
+gets against writing the litellm loop by hand; ``layer_ratio_vs_litellm`` is (c) over (a):
+the cost of our own layer on top of litellm. The judge is named ``openai/gpt-4o-mini`` so
+every side prices a hosted judge's answers.
 
 Replay part: 25,810 synthetic supporter turns (1,855 dialogues of about 28 utterances)
 x 3 dimensions = 77,430 judgments, re-run fully from the cache in ``replay`` mode into a
@@ -115,12 +120,14 @@ async def bare_litellm(base_url: str, requests, concurrency: int) -> float:
     return time.perf_counter() - start
 
 
-async def ours(base_url: str, candidates, concurrency: int, work: Path) -> tuple[float, int]:
+async def ours(base_url: str, candidates, concurrency: int, work: Path,
+               openai_sdk: bool = True) -> tuple[float, int]:
     from csc_harness.judge import JudgeConfig, run_judgments
     from csc_harness.llm import Client
 
     config = JudgeConfig(judges=(JUDGE,), api_base=base_url)
-    async with Client(cache_path=work / "cache.sqlite", concurrency=concurrency) as client:
+    async with Client(cache_path=work / "cache.sqlite", concurrency=concurrency,
+                      openai_sdk=openai_sdk) as client:
         start = time.perf_counter()
         result = await run_judgments(config, candidates, work / "out", client=client,
                                      progress=False)
@@ -147,25 +154,34 @@ async def live(args, tmp: Path) -> dict:
         from csc_harness.llm import _litellm
 
         _litellm.load()  # import cost is not throughput
-        warm = synthetic_candidates(20, seed=1)  # both sides get one small warm-up run
+        warm = synthetic_candidates(20, seed=1)  # every side gets one small warm-up run
         await bare_litellm(base_url, planned_requests(warm, base_url), 8)
         await ours(base_url, warm, 8, tmp / "warm")
-        ours_s = ours_n = bare_s = bare_n = 0.0
-        for round_ in range(ROUNDS):  # alternate, so drift in machine load hits both alike
+        await ours(base_url, warm, 8, tmp / "warm-litellm", openai_sdk=False)
+        totals = {"bare": [0.0, 0], "ours": [0.0, 0], "layer": [0.0, 0]}
+        for round_ in range(ROUNDS):  # alternate, so drift in machine load hits all alike
             cands = synthetic_candidates(args.judgments // (3 * ROUNDS), seed=10 + round_)
             requests = planned_requests(cands, base_url)
             bare = await bare_litellm(base_url, requests, args.concurrency)
             seconds, n = await ours(base_url, cands, args.concurrency, tmp / f"live{round_}")
+            layer_s, layer_n = await ours(base_url, cands, args.concurrency,
+                                          tmp / f"layer{round_}", openai_sdk=False)
             print(f"round {round_}: litellm {len(requests) / bare:.1f} calls/s, ours "
-                  f"{n / seconds:.1f} judgments/s", file=sys.stderr)
-            bare_s, bare_n = bare_s + bare, bare_n + len(requests)
-            ours_s, ours_n = ours_s + seconds, ours_n + n
+                  f"{n / seconds:.1f} judgments/s, ours through litellm "
+                  f"{layer_n / layer_s:.1f} judgments/s", file=sys.stderr)
+            for side, (secs, count) in (("bare", (bare, len(requests))), ("ours", (seconds, n)),
+                                        ("layer", (layer_s, layer_n))):
+                totals[side][0] += secs
+                totals[side][1] += count
     finally:
         server.terminate()
-    return {"judgments": int(ours_n), "seconds": round(ours_s, 2),
-            "judgments_per_s": round(ours_n / ours_s, 1),
-            "litellm_calls_per_s": round(bare_n / bare_s, 1),
-            "throughput_ratio_vs_litellm": round((ours_n / ours_s) / (bare_n / bare_s), 3),
+    rate = {side: count / secs for side, (secs, count) in totals.items()}
+    return {"judgments": int(totals["ours"][1]), "seconds": round(totals["ours"][0], 2),
+            "judgments_per_s": round(rate["ours"], 1),
+            "litellm_calls_per_s": round(rate["bare"], 1),
+            "throughput_ratio_vs_litellm": round(rate["ours"] / rate["bare"], 3),
+            "through_litellm_judgments_per_s": round(rate["layer"], 1),
+            "layer_ratio_vs_litellm": round(rate["layer"] / rate["bare"], 3),
             "concurrency": args.concurrency, "stub_latency_ms": 50}
 
 

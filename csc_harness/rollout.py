@@ -240,10 +240,18 @@ async def _run_all(jobs: Iterable[Callable[[], Awaitable[Any]]], limit: int) -> 
     """Run jobs with at most ``limit`` at once, started in order; the first failure cancels
     the rest. Each coroutine is made only once its slot is free (none is left un-awaited)."""
     slots = asyncio.Semaphore(limit)
+    failed = False
 
     async def bounded(job: Callable[[], Awaitable[Any]]) -> None:
+        nonlocal failed
         async with slots:
-            await job()
+            if failed:  # a slot freed by the failure must not start another job
+                return
+            try:
+                await job()
+            except BaseException:
+                failed = True
+                raise
 
     tasks = [asyncio.ensure_future(bounded(job)) for job in jobs]
     if not tasks:

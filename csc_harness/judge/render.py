@@ -26,10 +26,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from .._jinja import allow_fields, compile_template
 from ..data import Example
 from ..errors import DataError
 from ..framework import BY_CODE, STRATEGIES, Strategy
-from .rubrics import TemplateGroup, VerdictFormat
+from .rubrics import Dimension, Level, TemplateGroup, VerdictFormat
 
 __all__ = ["NONCE_CHARS", "RenderedPrompt", "Reply", "render_prompt", "response_schema"]
 
@@ -71,24 +72,8 @@ class _Reference(NamedTuple):
     reply: str
 
 
-_compiled: dict[str, Any] = {}
+allow_fields(_Turn, _Scale, _Shown, _Reference, Strategy, Dimension, Level)
 _static: dict[str, str | None] = {}
-
-
-def _template(source: str) -> Any:
-    """Compiled once per distinct source (templates are few; renders are many)."""
-    template = _compiled.get(source)
-    if template is None:
-        import jinja2
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-        # A prompts folder (--prompts) is code from wherever the user got it: render it in
-        # the sandbox, which refuses attribute walks such as ``''.__class__.__mro__``.
-        env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, trim_blocks=True,
-                                            lstrip_blocks=True, keep_trailing_newline=False,
-                                            autoescape=False)
-        template = _compiled[source] = env.from_string(source)
-    return template
 
 
 def _render(source: str, context: dict[str, Any]) -> str:
@@ -96,11 +81,11 @@ def _render(source: str, context: dict[str, Any]) -> str:
     if source not in _static:
         import jinja2.meta
 
-        template = _template(source)
+        template = compile_template(source)
         uses = jinja2.meta.find_undeclared_variables(template.environment.parse(source))
         _static[source] = None if uses else template.render().strip()
     text = _static[source]
-    return text if text is not None else _template(source).render(context).strip()
+    return text if text is not None else compile_template(source).render(context).strip()
 
 
 class _ItemView(NamedTuple):

@@ -140,7 +140,29 @@ def load_rubrics(path: str | Path | None = None) -> list[Rubric]:
 
 
 def load_rubric(folder: Path) -> Rubric:
-    """One template folder (see the module docstring)."""
+    """One template folder (see the module docstring).
+
+    Parsed once per process while its files stay unchanged (by name, size and mtime): an
+    ablation or a benchmark starts many runs, and YAML parsing is ~15 ms a folder.
+    """
+    try:
+        stamp = tuple((f.name, st.st_size, st.st_mtime_ns)
+                      for f in sorted(folder.iterdir()) for st in (f.stat(),))
+    except OSError:
+        stamp = None
+    loaded = _loaded.get(folder)
+    if stamp is not None and loaded is not None and loaded[0] == stamp:
+        return loaded[1]
+    rubric = _parse_rubric(folder)
+    if stamp is not None:
+        _loaded[folder] = (stamp, rubric)
+    return rubric
+
+
+_loaded: dict[Path, tuple[tuple, Rubric]] = {}
+
+
+def _parse_rubric(folder: Path) -> Rubric:
     from ..jsonl import read_yaml
 
     rubric_path, prompt_path = folder / RUBRIC_FILE, folder / PROMPT_FILE

@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 __all__ = ["RunResult", "run_judgments"]
 
 CHUNK = 256
-PROBE_EVERY = 16
 StopReason = Literal["budget", "replay_miss", "provider", "errors"]
 
 
@@ -139,7 +138,6 @@ class _Run:
         self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.bar: Any = None
         self._warm = False
-        self._hits_seen = True
         self.fault: OSError | None = None
         """A write that failed in a worker (disk full), raised once the workers stopped."""
         self.bulk_hits = 0
@@ -156,20 +154,13 @@ class _Run:
             self.plan.render(job)
         return jobs
 
-    def lookup(self, jobs: list[Job], index: int) -> tuple[list[str | None], dict[str, Any]]:
-        """Cache keys and bulk-loaded cached answers for a chunk (one query per chunk).
-
-        Hashing a request costs about as much as rendering it, so while chunks find nothing
-        in the cache (a fresh live run) only every :data:`PROBE_EVERY`-th chunk is looked up
-        in bulk; the rest reach the cache one by one inside ``Client.complete`` anyway.
-        """
-        if self.client.cache_mode == "off" or not (
-                self._hits_seen or index % PROBE_EVERY == 0 or self.client.cache_mode == "replay"):
+    def lookup(self, jobs: list[Job]) -> tuple[list[str | None], dict[str, Any]]:
+        """Cache keys and bulk-loaded cached answers for a chunk: one query per chunk, after
+        which ``Client.complete`` knows the misses and skips its own per-call read."""
+        if self.client.cache_mode == "off":
             return [None] * len(jobs), {}
-        keys = [self.client.cache_key(job.request) for job in jobs]
-        hits = self.client.cached_many(keys)  # served here: no second hash in Client.complete
-        self._hits_seen = bool(hits)
-        return keys, hits
+        keys = [self.client.cache_key(job.request) for job in jobs]  # kept on each request
+        return keys, self.client.cached_many(keys)
 
     # -- rows ------------------------------------------------------------------------
     def finish(self, job: Job, response: Response) -> None:
@@ -238,12 +229,12 @@ class _Run:
         """Queue the pending jobs; ``rendered``: chunks already rendered (batch mode)."""
         source = rendered if rendered is not None else (
             self.pending(chunk) for chunk in _chunks(self.plan, CHUNK))
-        for index, pending in enumerate(source):
+        for pending in source:
             if self.stop:
                 return
             if not pending:
                 continue
-            keys, hits = self.lookup(pending, index)
+            keys, hits = self.lookup(pending)
             for job, key in zip(pending, keys):
                 if self.stop:
                     return

@@ -160,6 +160,7 @@ class Scorer:
 def _handler(scorer: Scorer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are two writes (see llm.stub)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

@@ -52,6 +52,8 @@ class Route:
     with the request's own model and api base."""
     width: int = 1
     """Deployments behind the route: a dead one among several is the Router's to skip."""
+    sdk: bool = False
+    """Sent straight through the ``openai`` SDK (see :mod:`csc_harness.llm._openai_sdk`)."""
     prefix: Any = None
     """Anthropic routes: the :class:`~csc_harness.llm._prompt_cache.PrefixLearner` that
     places prompt-cache breakpoints; None for providers that cache by themselves."""

@@ -124,9 +124,17 @@ def cache_key(request: Request) -> str:
 
 
 def keyed_body(request: Request) -> tuple[str, str]:
-    """``(key, canonical JSON body)``: the body is what a row stores, so hash it only once."""
-    body = _canonical(request_body(request))
-    return hashlib.sha256(body.encode("utf-8")).hexdigest(), body
+    """``(key, canonical JSON body)``: the body is what a row stores, so hash it only once.
+
+    Kept on the (immutable) request: a runner that looks keys up in bulk and then calls
+    ``Client.complete`` would otherwise serialise and hash every prompt twice.
+    """
+    memo = request.__dict__.get("_keyed")
+    if memo is None:
+        body = _canonical(request_body(request))
+        memo = (hashlib.sha256(body.encode("utf-8")).hexdigest(), body)
+        object.__setattr__(request, "_keyed", memo)  # not a field: eq and hash ignore it
+    return memo
 
 
 def _encode_response(response: Response) -> str:

@@ -238,6 +238,7 @@ class PrefixRouter:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are two writes (see llm.stub)
 
             def _relay(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length") or 0)

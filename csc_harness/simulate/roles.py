@@ -19,6 +19,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from .._jinja import compile_template
 from ..data import Utterance
 
 if TYPE_CHECKING:
@@ -57,14 +58,8 @@ def _source(role: str) -> str:
     return path.read_text("utf-8")
 
 
-@lru_cache(maxsize=8)
 def _compiled(role: str) -> Any:
-    import jinja2
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, trim_blocks=True,
-                                        lstrip_blocks=True, autoescape=False)
-    return env.from_string(_source(role))
+    return compile_template(_source(role))
 
 
 def nonce_for(key: str, texts: Sequence[str]) -> str:
