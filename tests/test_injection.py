@@ -102,7 +102,14 @@ def test_matching_lm_eval_documents_are_joined_with_the_dataset_item(tmp_path):
 
 # -- prompt folders are code ------------------------------------------------------------
 
-def test_a_prompt_template_cannot_reach_python_internals(tmp_path):
+@pytest.mark.parametrize("evil", [
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    # the records whose fields templates read without the sandbox's checks
+    "{% for u in dialogue %}{{ u.__class__.__mro__ }}{% endfor %}",
+    "{{ dimension.levels[0].__class__.__init__.__globals__ }}",
+    "{{ strategies[0].__class__ }}",
+])
+def test_a_prompt_template_cannot_reach_python_internals(tmp_path, evil):
     import shutil
     from importlib import resources
 
@@ -111,13 +118,12 @@ def test_a_prompt_template_cannot_reach_python_internals(tmp_path):
 
     prompts = tmp_path / "prompts"
     shutil.copytree(resources.files("csc_harness.judge_prompts") / "empathy", prompts / "empathy")
-    evil = "{{ ''.__class__.__mro__[1].__subclasses__() }}"
     (prompts / "empathy" / "prompt.j2").write_text(evil)
     [group] = select_templates(load_rubrics(str(prompts)), variant="default", mode="separate",
                                dimensions=("empathy",))
     with pytest.raises(DataError, match="template error"):
-        render_prompt(group, load_examples()[0], [Reply("hi")], verdict="score_only",
-                      reference_guided=False)
+        render_prompt(group, next(ex for ex in load_examples() if ex.context), [Reply("hi")],
+                      verdict="score_only", reference_guided=False)
 
 
 def test_a_simulated_goal_holding_the_nonce_cannot_close_its_quote():

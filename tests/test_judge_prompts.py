@@ -305,3 +305,19 @@ def test_packaged_prompts_are_found_and_match_the_source_folder():
                 if p.is_file() and p.suffix in (".yaml", ".j2")}
 
     assert files(folder) == files(ROOT / "judge_prompts") and files(folder)
+
+
+def test_a_rubric_edited_between_runs_is_read_again(tmp_path):
+    from importlib import resources
+
+    from csc_harness.judge.rubrics import load_rubric
+
+    folder = tmp_path / "empathy"
+    shutil.copytree(resources.files("csc_harness.judge_prompts") / "empathy", folder)
+    first = load_rubric(folder)
+    assert load_rubric(folder) is first  # parsed once while unchanged
+    rubric = folder / "rubric.yaml"
+    rubric.write_text(rubric.read_text(encoding="utf-8").replace(
+        "version: 2", "version: 2.1", 1), encoding="utf-8")
+    second = load_rubric(folder)
+    assert second.version == "2.1" and second.digest != first.digest

@@ -13,7 +13,13 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .common import add_models_option, add_stage_map_option, apply_models_option, apply_stage_map
+from .common import (
+    add_models_option,
+    add_stage_map_option,
+    apply_models_option,
+    apply_stage_map,
+    judge_or_resume,
+)
 
 if TYPE_CHECKING:
     from ..data import Example
@@ -93,13 +99,11 @@ def _items(args: argparse.Namespace) -> tuple[list[Example], list[Example]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import asyncio
-
     from ..analysis import load_judgments
     from ..analysis.judge_check import judge_check
     from ..controls import parse_controls
-    from ..errors import CacheMiss, ProviderError, UserError
-    from ..judge import JudgeConfig, control_candidates, estimate_judgments, run_judgments
+    from ..errors import UserError
+    from ..judge import JudgeConfig, control_candidates, estimate_judgments
     from ..llm import Client
     from ..report import write_judge_check
 
@@ -124,20 +128,8 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(f"dry run · {line}" for line in estimate.lines()))
         return 0
 
-    async def judge():
-        async with client:
-            return await run_judgments(config, candidates, args.out, client=client,
-                                       progress=False if args.no_progress else None)
-
-    try:
-        judged = asyncio.run(judge())
-    except CacheMiss as exc:
-        raise UserError(str(exc)) from None
-    except ProviderError as exc:
-        from . import resume_command
-
-        print(f"csc-harness check-judge: error: judging stopped: {exc}. Resume with: "
-              f"{resume_command(args)}", file=sys.stderr)
+    judged = judge_or_resume("check-judge", args, config, candidates, client)
+    if judged is None:
         return 1
     rows = _this_run(load_judgments([args.out]).absolute, candidates, config)
     result = judge_check(rows, threshold=args.threshold,

@@ -1,4 +1,4 @@
-"""Options shared by the sub-commands that load CSConv data.
+"""Options and steps shared by the sub-commands that load CSConv data or judge.
 
 ``--stage-map FILE`` is declared here once. :func:`apply_stage_map` checks the file before
 any data loads or any call is paid for, then exports it as ``$CSC_STAGE_MAP``: that one
@@ -12,6 +12,11 @@ import argparse
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..judge import Candidate, JudgeConfig
+    from ..llm import Client
 
 STAGE_MAP_HELP = ('JSON file {"<strategy>": "<stage>"} overriding the default stage of '
                   "each strategy (default: $CSC_STAGE_MAP)")
@@ -78,3 +83,29 @@ def apply_models_option(args: argparse.Namespace) -> None:
     from ..llm.models import apply_models
 
     apply_models(getattr(args, "models", None))
+
+
+def judge_or_resume(command: str, args: argparse.Namespace, config: JudgeConfig,
+                    candidates: Sequence[Candidate], client: Client) -> Any:
+    """Run the judgments; ``None`` (exit 1) after printing, on a provider failure, the
+    command that resumes them. A replay miss is bad input (exit 2)."""
+    import asyncio
+    import sys
+
+    from ..errors import CacheMiss, ProviderError, UserError
+    from ..judge import run_judgments
+    from . import resume_command
+
+    async def judge() -> Any:
+        async with client:
+            return await run_judgments(config, candidates, args.out, client=client,
+                                       progress=False if args.no_progress else None)
+
+    try:
+        return asyncio.run(judge())
+    except CacheMiss as exc:
+        raise UserError(str(exc)) from None
+    except ProviderError as exc:
+        print(f"csc-harness {command}: error: judging stopped: {exc}. Resume with: "
+              f"{resume_command(args)}", file=sys.stderr)
+        return None

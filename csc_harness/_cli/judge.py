@@ -9,7 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_models_option, add_stage_map_option, apply_models_option, apply_stage_map
+from .common import (
+    add_models_option,
+    add_stage_map_option,
+    apply_models_option,
+    apply_stage_map,
+    judge_or_resume,
+)
 
 EPILOG = """\
 API keys come from the provider's environment variable (OPENAI_API_KEY, ANTHROPIC_API_KEY,
@@ -117,11 +123,9 @@ def _config(args: argparse.Namespace):  # -> JudgeConfig (imported lazily)
 
 
 def run(args: argparse.Namespace) -> int:
-    import asyncio
-
     from ..contract import SUPERSEDED_FILE
-    from ..errors import CacheMiss, ProviderError, UserError
-    from ..judge import estimate_judgments, load_candidates, run_judgments
+    from ..errors import UserError
+    from ..judge import estimate_judgments, load_candidates
     from ..judge.summary import format_summary
     from ..llm import Client
 
@@ -143,20 +147,8 @@ def run(args: argparse.Namespace) -> int:
                         for line in estimate.lines()))
         return 0
 
-    async def judge():
-        async with client:
-            return await run_judgments(config, candidates, args.out, client=client,
-                                       progress=False if args.no_progress else None)
-
-    try:
-        result = asyncio.run(judge())
-    except CacheMiss as exc:
-        raise UserError(str(exc)) from None
-    except ProviderError as exc:
-        from . import resume_command
-
-        print(f"csc-harness judge: error: judging stopped: {exc}. Resume with: "
-              f"{resume_command(args)}", file=sys.stderr)
+    result = judge_or_resume("judge", args, config, candidates, client)
+    if result is None:
         return 1
     for line in [*format_summary(result.summary), *result.lines]:
         print(line)
