@@ -477,6 +477,8 @@ def _steps(opts: RunOptions, models: Sequence[str], judges: Sequence[str], serve
         record["embedded_model"] = {
             "weights": server.gguf.name, "workers": server.workers,
             "threads_per_worker": server.settings.n_threads,
+            "flash_attention": server.settings.flash_attn,
+            "jump_forward": server.settings.jump_forward,
             "max_tokens": embedded_max_tokens}
     if budget is not None:
         record["budget"] = budget.as_dict()

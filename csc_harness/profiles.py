@@ -64,9 +64,10 @@ EMBEDDED = ModelProfile(
     alias="smollm2-135m-instruct",
     provider="openai",
     label="embedded demo model: not a quality estimate",
-    # It rambles, and decoding dominates its time budget: 48 tokens is about 27 Chinese
-    # characters or 35 English words, enough for one CSConv reply.
-    max_tokens=48,
+    # It rambles, and decoding dominates its time budget: 40 tokens is about 22 Chinese
+    # characters or 30 English words, the body of one CSConv reply (the bundled sample's
+    # reference replies, strategy label included, have a median of 46 tokens).
+    max_tokens=40,
     timeout_s=600.0,
     # llama.cpp's server rejects json_schema (HTTP 500) and takes json_object + schema.
     structured="json_object",

@@ -20,9 +20,10 @@ from csc_harness.cli import main
 from csc_harness.data import load_examples, load_sample
 from csc_harness.framework import BY_CODE
 from csc_harness.llm import StubReply, StubServer
+from csc_harness.quoting import NONCE
 
-DIALOGUE = re.compile(r"<dialogue-([0-9a-f]{12})>\n(.*?)\n</dialogue-\1>", re.DOTALL)
-REPLY = re.compile(r"<reply-([0-9a-f]{12})>\n(.*?)\n</reply-\1>", re.DOTALL)
+DIALOGUE = re.compile(rf"<dialogue-({NONCE})>\n(.*?)\n</dialogue-\1>", re.DOTALL)
+REPLY = re.compile(rf"<reply-({NONCE})>\n(.*?)\n</reply-\1>", re.DOTALL)
 LINE = re.compile(r"^(?:Customer|Agent(?: \[[^\]]*\])?): (.*)$")
 CLAIMED = re.compile(r'labelled it with the strategy "([^"]+)"')
 TITLE = re.compile(r"# Rubric: ([^(]+?) \(")

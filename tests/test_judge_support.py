@@ -18,8 +18,9 @@ from typing import Any
 from csc_harness.data import load_examples
 from csc_harness.judge import Candidate, JudgeConfig, run_judgments
 from csc_harness.llm import Client, StubReply
+from csc_harness.quoting import NONCE
 
-REPLY_BLOCK = re.compile(r"<reply(?:-([AB]))?-([0-9a-f]{12})>\n(.*?)\n</reply(?:-[AB])?-\2>",
+REPLY_BLOCK = re.compile(rf"<reply(?:-([AB]))?-({NONCE})>\n(.*?)\n</reply(?:-[AB])?-\2>",
                          re.DOTALL)
 
 

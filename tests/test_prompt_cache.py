@@ -11,6 +11,7 @@ import pytest
 from test_judge_support import read_rows, run
 
 from csc_harness.data import load_examples
+from csc_harness.quoting import nonce_for
 from csc_harness.judge import JudgeConfig
 from csc_harness.judge.candidates import Candidate
 from csc_harness.llm import StubReply
@@ -27,7 +28,7 @@ RUBRIC = "# Rubric\n" + "level text, the same in every prompt\n" * 80
 
 
 def prompt(conversation: str, turns: int, reply: str = "the reply") -> list[dict]:
-    nonce = f"{abs(hash(conversation)) % 16**12:012x}"
+    nonce = nonce_for(conversation, [conversation, reply])
     lines = "".join(f"Customer: line {i} of {conversation}\n" for i in range(turns))
     return [{"role": "system", "content": "You grade replies."},
             {"role": "user", "content": f"{RUBRIC}Topic: <topic-{nonce}>{conversation}"

@@ -1,9 +1,9 @@
 """Rendering a template into chat messages, and the JSON schema its verdict must follow.
 
 Delimiters: the dialogue, the candidate reply(s) and the reference sit between tags that
-carry a nonce, e.g. ``<reply-3f9a0c1d2e4b>`` ... ``</reply-3f9a0c1d2e4b>``. The nonce is a
-hash of the prompt id and the conversation id, re-salted until none of the item's quoted
-content contains it. Every item of a conversation thus gets the same tags, so consecutive
+carry a nonce, e.g. ``<reply-amber>`` ... ``</reply-amber>`` (:mod:`csc_harness.quoting`),
+keyed by the prompt id and the conversation id, and one that none of the item's quoted
+content contains. Every item of a conversation thus gets the same tags, so consecutive
 calls share the prompt prefix up to the end of the dialogue (prompt caching, llama.cpp's
 KV-cache reuse), and the nonce stays stable (same prompt, same cache key, resumable). A
 reply that writes ``</reply>`` or a fake verdict stays inside the block, and
@@ -21,7 +21,6 @@ whole conversation is judged, else None).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -30,11 +29,10 @@ from .._jinja import allow_fields, compile_template
 from ..data import Example
 from ..errors import DataError
 from ..framework import BY_CODE, STRATEGIES, Strategy
+from ..quoting import nonce_for
 from .rubrics import Dimension, Level, TemplateGroup, VerdictFormat
 
-__all__ = ["NONCE_CHARS", "RenderedPrompt", "Reply", "render_prompt", "response_schema"]
-
-NONCE_CHARS = 12
+__all__ = ["RenderedPrompt", "Reply", "render_prompt", "response_schema"]
 
 
 @dataclass(frozen=True)
@@ -112,16 +110,9 @@ def _view(item: Example) -> _ItemView:
 
 def _nonce(prompt_id: str, view: _ItemView, replies: Sequence[Reply], reference: str) -> str:
     """Per conversation, not per item, so one conversation's prompts share their prefix up
-    to the end of the dialogue; re-salted until no quoted content of this item contains it."""
-    conversation = view.item.conversation_id
-    salt = 0
-    while True:
-        seed = f"{prompt_id}\x1e{conversation}\x1e{salt}"
-        nonce = hashlib.sha256(seed.encode("utf-8")).hexdigest()[:NONCE_CHARS]
-        if (nonce not in view.blob and nonce not in reference
-                and not any(nonce in r.text for r in replies)):
-            return nonce
-        salt += 1
+    to the end of the dialogue, unless this item's replies or reference hold the code."""
+    return nonce_for(f"{prompt_id}\x1e{view.item.conversation_id}",
+                     (view.blob, reference, *(r.text for r in replies)))
 
 
 def render_prompt(group: TemplateGroup, item: Example, replies: Sequence[Reply], *,

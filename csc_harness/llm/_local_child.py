@@ -1,9 +1,10 @@
 """The local server's child process: ``python -m csc_harness.llm._local_child PARENT_PID
-[--convert SRC KIND] [--scoring] ARGS``.
+[--convert SRC KIND] [--scoring | --no-jump-forward] ARGS``.
 
 It watches its parent and stops itself once the parent is gone (even after ``kill -9``),
 re-encodes the bundled weights when asked (once; racing starts are safe), then runs
-``llama_cpp.server`` with ARGS in this same process, or with ``--scoring`` the scoring
+``llama_cpp.server`` with ARGS in this same process (score-only verdicts decoded by
+:mod:`._jump_forward` unless ``--no-jump-forward``), or with ``--scoring`` the scoring
 server of :mod:`._local_scorer`.
 """
 
@@ -66,6 +67,12 @@ def _child_main(argv: list[str]) -> None:
 
         serve(rest[1:])
         return
+    if rest[:1] == ["--no-jump-forward"]:
+        rest = rest[1:]
+    else:
+        from ._jump_forward import install
+
+        install()
     sys.argv = ["llama_cpp.server", *rest]
     runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 

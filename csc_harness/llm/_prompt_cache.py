@@ -14,7 +14,7 @@ affected: breakpoints change how a request is billed, never its answer.
 
 The conversation prefix shared by later turns of one dialogue gets breakpoints too. The
 judge templates quote the dialogue right after the constant part, between
-``<dialogue-NONCE>`` tags whose (hex) nonce is per conversation, and the turn to grade
+``<dialogue-NONCE>`` tags whose nonce is per conversation, and the turn to grade
 after it; the dialogue quoted for turn k is a prefix of the one quoted for turn k+1. So the text from
 the constant prefix to the closing ``</dialogue-NONCE>`` tag becomes its own block with a
 breakpoint, and when an earlier turn of the same conversation was sent on this route, that
@@ -40,6 +40,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..quoting import NONCE
 from .router import common_prefix
 
 __all__ = ["MIN_DIALOGUE_PREFIX_CHARS", "PrefixLearner", "with_breakpoints"]
@@ -51,9 +52,9 @@ MIN_DIALOGUE_PREFIX_CHARS = 2048
 """The user message up to the end of the quoted dialogue must be this long for a dialogue
 breakpoint (see the module docstring)."""
 _EPHEMERAL = {"type": "ephemeral"}
-_DIALOGUE_OPEN = re.compile(r"<dialogue-([0-9a-f]{6,})>")
-_QUOTED = re.compile(r"<[a-z_]+-[0-9a-f]{6,}>")
-"""Opening tag of quoted data (``<topic-3f9a0c1d2e4b>``): its nonce is per conversation."""
+_DIALOGUE_OPEN = re.compile(rf"<dialogue-({NONCE})>")
+_QUOTED = re.compile(rf"<[a-z_]+-{NONCE}>")
+"""Opening tag of quoted data (``<topic-amber>``): its nonce is per conversation."""
 
 
 class PrefixLearner:

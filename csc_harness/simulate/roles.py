@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._jinja import compile_template
 from ..data import Utterance
+from ..quoting import nonce_for
 
 if TYPE_CHECKING:
     from ..llm import Client, Response
@@ -60,17 +61,6 @@ def _source(role: str) -> str:
 
 def _compiled(role: str) -> Any:
     return compile_template(_source(role))
-
-
-def nonce_for(key: str, texts: Sequence[str]) -> str:
-    """A tag code no quoted text contains, stable for a key (so prompts and cache keys are)."""
-    blob = "\x1f".join(texts)
-    salt = 0
-    while True:
-        nonce = hashlib.sha256(f"{key}\x1e{salt}".encode()).hexdigest()[:12]
-        if nonce not in blob:
-            return nonce
-        salt += 1
 
 
 def render_role(role: str, *, dialogue: Sequence[Utterance], key: str, **context: Any

