@@ -165,21 +165,40 @@ def test_requests_it_cannot_answer_exactly_go_to_llama_cpp(llama, monkeypatch, c
     assert not any(taken)
 
 
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """One re-encoded copy of the bundled weights for the module's servers."""
+    return tmp_path_factory.mktemp("models")
+
+
 @needs_llama
-def test_the_embedded_server_answers_score_only_verdicts_through_it(tmp_path):
-    """The server's child installs it: the answer carries this path's id."""
+@pytest.mark.parametrize("on", [True, False], ids=["on", "off"])
+def test_the_embedded_server_answers_score_only_verdicts_through_it(tmp_path, model_dir, on):
+    """The server's child installs it unless told not to: the answer's id says which path
+    wrote it."""
     from csc_harness.llm.local import LocalSettings, local_server
 
     messages, schema = next(judge_requests(1))
     body = {"model": "m", "messages": messages, "temperature": 0, "max_tokens": 64,
             "response_format": json_object(schema)}
-    with local_server(port=0, log_dir=tmp_path, model_dir=tmp_path,
-                      settings=LocalSettings(workers=1)) as server:
+    with local_server(port=0, log_dir=tmp_path, model_dir=model_dir,
+                      settings=LocalSettings(workers=1, jump_forward=on)) as server:
         request = urllib.request.Request(f"{server.base_url}/chat/completions",
                                          data=json.dumps(body).encode(),
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=120) as answer:
             completion = json.load(answer)
-    assert completion["id"].startswith(_jump_forward.ID_PREFIX)
+    assert completion["id"].startswith(_jump_forward.ID_PREFIX) == on
     verdict = json.loads(completion["choices"][0]["message"]["content"])
     assert list(verdict) == list(schema["properties"])
+
+
+def test_the_server_child_is_told_when_it_is_off(tmp_path):
+    from csc_harness.llm.local import LocalSettings, _command
+
+    def command(**settings):
+        return _command(tmp_path / "m.gguf", None, "m", 1, LocalSettings(**settings))
+
+    assert "--no-jump-forward" not in command()
+    assert "--no-jump-forward" in command(jump_forward=False)
+    assert "--no-jump-forward" not in command(jump_forward=False, scoring=True)
