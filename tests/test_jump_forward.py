@@ -103,25 +103,48 @@ def forcing_grammar(fields, spacing=(": ", ", ")):
     return LlamaGrammar.from_string("root ::= " + " ".join(parts), verbose=False)
 
 
-@needs_llama
-def test_answers_equal_llama_cpps_greedy_grammar_answers_for_the_same_text(llama):
-    """The reference is llama.cpp itself: its grammar sampler, greedy, with the server's
-    default repeat penalty, restricted to the text this path writes."""
-    settings = {"temperature": 0.0, "max_tokens": 64, "repeat_penalty": 1.1}
-    decoded = []
-    for messages, schema in judge_requests(12):
-        fast = llama.create_chat_completion(
-            messages=messages, response_format=json_object(schema), **settings)
-        llama.reset()
+def same_answers(llama, requests, settings) -> list[dict]:
+    """Each request answered by llama.cpp's grammar sampler restricted to the text this path
+    writes, then by this path (reading llama.cpp's own KV cache; the cache's truth is
+    tested below): the two must be equal, byte for byte."""
+    verdicts = []
+    for messages, schema in requests:
         slow = llama.create_chat_completion(
             messages=messages, grammar=forcing_grammar(score_fields(json_object(schema))),
-            **settings)
-        assert fast["choices"][0]["message"]["content"] == \
-            slow["choices"][0]["message"]["content"]
+            temperature=0.0, max_tokens=64, **settings)
+        fast = llama.create_chat_completion(
+            messages=messages, response_format=json_object(schema), temperature=0.0,
+            max_tokens=64, **settings)
+        assert fast["id"].startswith(_jump_forward.ID_PREFIX)
+        text = fast["choices"][0]["message"]["content"]
+        assert text == slow["choices"][0]["message"]["content"]
         assert fast["usage"]["prompt_tokens"] == slow["usage"]["prompt_tokens"]
         assert fast["choices"][0]["finish_reason"] == "stop"
-        decoded.append(json.loads(fast["choices"][0]["message"]["content"]))
-    assert all(list(d) == list(schema["properties"]) for d in decoded)
+        verdicts.append(json.loads(text))
+        assert list(verdicts[-1]) == list(schema["properties"])
+    return verdicts
+
+
+@needs_llama
+def test_judge_answers_equal_llama_cpps_greedy_grammar_answers_for_the_same_text(llama):
+    """Real compact judge prompts, the server's default repeat penalty."""
+    same_answers(llama, judge_requests(8), {"repeat_penalty": 1.1})
+
+
+@needs_llama
+def test_the_sampler_penalties_are_llama_cpps_own(llama):
+    """Five scores the prompt asks to be equal: the penalties (over every generated token,
+    the forced ``q1`` included) decide them, differently per setting, and both paths
+    agree on each."""
+    keys = [f"q{i}" for i in range(1, 6)]
+    schema = {"type": "object", "required": keys, "additionalProperties": False,
+              "properties": {k: {"type": "integer", "enum": [1, 2, 3, 4, 5]} for k in keys}}
+    messages = [{"role": "user", "content": "Rate five things from 1 to 5. Every one of "
+                                            "them deserves a 4. Answer in JSON."}]
+    answers = [same_answers(llama, [(messages, schema)], settings)[0] for settings in (
+        {"repeat_penalty": 1.0}, {"repeat_penalty": 1.1},
+        {"repeat_penalty": 3.0, "frequency_penalty": 0.5, "presence_penalty": 1.0})]
+    assert len({json.dumps(a) for a in answers}) == 3
 
 
 @needs_llama
