@@ -290,16 +290,25 @@ def _build(kind: str, item: Example, donors: _Donors | None, seed: int) -> Contr
     return ControlRecord(item.item_id, model, reply, label, source)
 
 
-def sample_dialogues(items: Sequence[Example], dialogues: int,
-                     seed: int = 0) -> list[Example]:
-    """The supporter turns of ``dialogues`` conversations chosen in a seeded order.
+def sample_dialogues(items: Sequence[Example], dialogues: int, seed: int = 0,
+                     turns: int | None = None) -> list[Example]:
+    """The supporter turns of ``dialogues`` conversations chosen in a seeded order, at
+    most ``turns`` of each (seeded; None: all).
 
-    Whole dialogues, not scattered turns: the check's intervals resample dialogues, so
-    its precision grows with their number. Items keep their original order.
+    The check's intervals resample dialogues, so its precision grows with their number:
+    for a fixed number of judge calls, one turn in each of many dialogues beats every turn
+    of a few. Items keep their original order.
     """
     if dialogues < 1:
         raise UserError(f"need at least 1 dialogue, got {dialogues}")
     ids = sorted({ex.conversation_id for ex in items},
                  key=lambda c: (_draw(seed, "sample", c), c))
     keep = set(ids[:dialogues])
-    return [ex for ex in items if ex.conversation_id in keep]
+    chosen = [ex for ex in items if ex.conversation_id in keep]
+    if turns is None:
+        return chosen
+    per_dialogue: dict[str, list[Example]] = {}
+    for ex in sorted(chosen, key=lambda e: (_draw(seed, "turn", e.item_id), e.item_id)):
+        per_dialogue.setdefault(ex.conversation_id, []).append(ex)
+    picked = {ex.item_id for group in per_dialogue.values() for ex in group[:turns]}
+    return [ex for ex in chosen if ex.item_id in picked]

@@ -33,11 +33,14 @@ REFERENCE_MAX_GEN_TOKENS = 256
 CONTROL_DIALOGUES = 20
 """Dialogues whose turns get control replies in a run (seeded choice), when the run has
 more: ~200 turns of CSConv, each control costs one judge call per turn and dimension."""
-EMBEDDED_CONTROL_DIALOGUES = 3
-"""The same with the embedded judge: ~31 turns x 3 replies (gold, mismatch, padded) is ~93
-calls; each follows its item's model reply and reuses its prompt prefix (see
-``with_controls``), reading only the reply, so ~0.35-0.45 s a call on 2 cores (estimated
-against 0.7 s for a model reply's call): ~35-45 s, keeping the default run under 10 min."""
+EMBEDDED_CONTROL_DIALOGUES = 31
+"""The same with the embedded judge, one seeded turn each (:data:`EMBEDDED_CONTROL_TURNS`):
+31 turns x 3 replies (gold, mismatch, padded) is 93 calls; each follows its item's model
+reply and reuses its prompt prefix (see ``with_controls``), reading only the reply, so a
+call costs the same wherever its turn is, and 31 dialogues give the dialogue bootstrap an
+interval that every turn of 3 would not."""
+EMBEDDED_CONTROL_TURNS = 1
+"""Turns per chosen dialogue that get controls with the embedded judge (others: all)."""
 Setting = Literal["reference", "generated", "both"]
 SETTINGS: tuple[str, ...] = ("reference", "generated", "both")
 
@@ -75,7 +78,8 @@ class RunOptions:
     padded; empty: none); see :mod:`csc_harness.controls`."""
     control_dialogues: int | None = None
     """Dialogues that get controls (None: :data:`CONTROL_DIALOGUES`, or
-    :data:`EMBEDDED_CONTROL_DIALOGUES` with the embedded judge; 0: every dialogue)."""
+    :data:`EMBEDDED_CONTROL_DIALOGUES` with the embedded judge, one turn each; 0: every
+    dialogue)."""
     interactive: bool = False
     """Add whole conversations with a simulated customer (``csc-harness simulate``) into
     ``OUT/interactive``; the first judge plays the customer."""
@@ -275,6 +279,7 @@ def _with_controls(opts: RunOptions, candidates: list[Any],
     if dialogues is None:
         dialogues = EMBEDDED_CONTROL_DIALOGUES if local else CONTROL_DIALOGUES
     merged, coverage = with_controls(candidates, kinds, dialogues=dialogues or None,
+                                     turns=EMBEDDED_CONTROL_TURNS if local else None,
                                      data=opts.data)
     return merged, {"kinds": list(kinds), **coverage}
 

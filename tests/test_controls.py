@@ -189,6 +189,20 @@ def test_sample_dialogues_takes_whole_conversations_in_a_seeded_order():
     assert picked == sample_dialogues(EXAMPLES, 5, seed=3) != sample_dialogues(EXAMPLES, 5)
 
 
+def test_sample_dialogues_can_take_a_seeded_turn_of_each():
+    one = sample_dialogues(EXAMPLES, 8, seed=3, turns=1)
+    whole = sample_dialogues(EXAMPLES, 8, seed=3)
+    assert len(one) == 8 and len({ex.conversation_id for ex in one}) == 8
+    assert {ex.conversation_id for ex in one} == {ex.conversation_id for ex in whole}
+    assert one == [ex for ex in whole if ex in one]  # original order kept
+    assert one == sample_dialogues(EXAMPLES, 8, seed=3, turns=1)
+    # not always each dialogue's first turn
+    firsts = {ex.conversation_id: ex for ex in reversed(whole)}
+    assert any(ex is not firsts[ex.conversation_id] for ex in one)
+    two = sample_dialogues(EXAMPLES, 8, seed=3, turns=2)
+    assert set(ex.item_id for ex in one) <= set(ex.item_id for ex in two) and len(two) == 16
+
+
 def test_records_are_candidate_rows_that_the_judge_reads_back(tmp_path):
     from csc_harness.contract import CANDIDATE_FIELDS
     from csc_harness.judge import load_candidates

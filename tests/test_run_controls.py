@@ -87,20 +87,24 @@ def test_no_kinds_leaves_the_candidates_as_they_are():
     assert merged == cands and cover["n_items"] == 0
 
 
-@pytest.mark.parametrize(("controls", "dialogues", "local", "kinds", "n_dialogues"), [
-    pytest.param(None, None, True, 3, EMBEDDED_CONTROL_DIALOGUES, id="embedded-default"),
-    pytest.param(("gold", "generic"), 2, False, 2, 2, id="chosen"),
-    pytest.param(None, 0, True, 3, 6, id="all-dialogues"),
+@pytest.mark.parametrize(("controls", "dialogues", "local", "kinds", "n_dialogues", "turns"), [
+    pytest.param(None, None, True, 3, EMBEDDED_CONTROL_DIALOGUES, 1, id="embedded-default"),
+    pytest.param(None, 5, True, 3, 5, 1, id="embedded-chosen"),
+    pytest.param(("gold", "generic"), 2, False, 2, 2, None, id="chosen"),
+    pytest.param(None, 0, False, 3, 44, None, id="all-dialogues"),
+    pytest.param(None, 0, True, 3, 44, 1, id="embedded-all-dialogues"),
 ])
 def test_the_run_judges_controls_by_default_on_a_documented_subset(controls, dialogues, local,
-                                                                    kinds, n_dialogues):
-    items = [ex for ex in load_examples() if ex.conversation_id in
-             {ex.conversation_id for ex in load_examples()[:60]}]
+                                                                    kinds, n_dialogues, turns):
+    items = load_examples()
     cands = [Candidate(ex, "model-a", "a reply", "IP") for ex in items]
     opts = RunOptions(out="unused", controls=controls, control_dialogues=dialogues)
     merged, info = _with_controls(opts, cands, local)
     assert len(info["kinds"]) == kinds and info["n_dialogues"] == n_dialogues
-    assert len(merged) > len(cands)
+    chosen = {c.item.item_id for c in merged if c.model.startswith("control:")}
+    whole = sum(1 for ex in items if ex.conversation_id in
+                {c.item.conversation_id for c in merged if c.model.startswith("control:")})
+    assert len(chosen) == info["n_items"] == (n_dialogues if turns else whole)
 
 
 def test_controls_none_skips_them():

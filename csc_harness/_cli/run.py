@@ -57,7 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default: mismatch padded; control:gold is always added)")
     parser.add_argument("--control-dialogues", metavar="N|all",
                         help="dialogues whose turns get controls, chosen in a seeded order "
-                        "(default: 20, 3 with the embedded judge; all: every dialogue)")
+                        "(default: 20; with the embedded judge 31, one seeded turn each; "
+                        "all: every dialogue)")
     parser.add_argument("--interactive", action="store_true",
                         help="also run whole conversations with a simulated customer (the "
                         "first judge plays it) into OUT/interactive, as `csc-harness simulate`")

@@ -273,11 +273,11 @@ def controls_table() -> str:
 def coverage_text(coverage: dict[str, int]) -> str:
     """Which items the controls were judged on, in words."""
     c = coverage
-    if c["n_dialogues"] >= c["of_dialogues"]:
+    if c["n_items"] >= c["of_items"]:
         return (f"The controls were judged on every item ({c['n_items']} turns of "
                 f"{c['n_dialogues']} dialogues).")
     return (f"The controls were judged on a seeded subset: {c['n_items']} of {c['of_items']} "
-            f"turns, the whole of {c['n_dialogues']} of {c['of_dialogues']} dialogues "
+            f"turns, in {c['n_dialogues']} of {c['of_dialogues']} dialogues "
             "(intervals resample those dialogues).")
 
 

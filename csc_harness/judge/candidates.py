@@ -284,10 +284,11 @@ def control_candidates(items: Sequence[Example], kinds: Sequence[str], *,
 
 
 def with_controls(candidates: Sequence[Candidate], kinds: Sequence[str], *,
-                  dialogues: int | None, data: str | None = None,
+                  dialogues: int | None, turns: int | None = None, data: str | None = None,
                   seed: int = 0) -> tuple[list[Candidate], dict[str, int]]:
     """``candidates`` plus control replies on ``dialogues`` of the dialogues they cover
-    (chosen in a seeded order; None = all), and what the controls cover.
+    (chosen in a seeded order; None = all), ``turns`` of each (seeded; None = all), and
+    what the controls cover.
 
     Controls are built on the dataset's items (reference context, whatever context the
     models saw) and each is placed right after the replies to its item: the judge prompts
@@ -301,8 +302,9 @@ def with_controls(candidates: Sequence[Candidate], kinds: Sequence[str], *,
     ids = list(dict.fromkeys(c.item.item_id for c in candidates))
     items = [examples[i] for i in ids if i in examples]
     total = len({ex.conversation_id for ex in items})
-    chosen = items if not kinds or dialogues is None or dialogues >= total else \
-        sample_dialogues(items, dialogues, seed)
+    wanted = total if dialogues is None else min(dialogues, total)
+    chosen = items if not kinds or not items or (wanted == total and turns is None) else \
+        sample_dialogues(items, wanted, seed, turns)
     controls = control_candidates(chosen, kinds, pool=list(examples.values()), seed=seed) \
         if kinds else []
     position = {item_id: i for i, item_id in enumerate(ids)}
