@@ -11,8 +11,9 @@ Words first: tags are in every call, three of them in the part that changes from
 to the next. Twelve hex digits cost twelve tokens in the embedded model's vocabulary (it
 splits digits); each word below is one token there (checked against SmolLM2's tokenizer,
 after ``-`` and before ``>``), and few are inside everyday words (a reply holding the
-conversation's word gets another one, and with it loses the shared prefix). When the quoted text contains every word (only a text
-written to do so), a 12-hex code follows. stdlib only: every layer may import it.
+conversation's word gets another one, and with it loses the shared prefix). When the
+quoted text contains every word (only a text written to do so), a 12-hex code follows.
+stdlib only: every layer may import it.
 """
 
 from __future__ import annotations

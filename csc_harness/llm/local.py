@@ -112,8 +112,9 @@ class LocalSettings:
     reads prompts no faster (223/175/140 tokens/s either way)."""
     jump_forward: bool = True
     """Score-only JSON verdicts read their fixed text in batches and decode only the numbers
-    (:mod:`._jump_forward`), instead of ~25 tokens one by one through the grammar. With
-    flash attention off, judging the bundled sample went from 465 s to 274 s on 2 cores."""
+    (:mod:`._jump_forward`), instead of ~25 tokens one by one through the grammar. Together
+    with flash attention off (not measured apart), judging the bundled sample went from
+    465 s to 274 s on 2 cores."""
     prompt_cache: bool = False
     """RAM states so interleaved dialogues resume from their own prefix; ~0.2 s a request."""
     logprobs: bool = False
